@@ -49,7 +49,9 @@ class EventBus:
         self._handlers: dict[str, list[_Entry]] = {}
         self._seq = 0
 
-    def on(self, name: str, handler: Callable[[Any], Any], priority: int = 0, owner: str = "") -> None:
+    def on(
+        self, name: str, handler: Callable[[Any], Any], priority: int = 0, owner: str = ""
+    ) -> None:
         self._seq += 1
         # Sort by (-priority, registration order): stable among equals.
         insort(self._handlers.setdefault(name, []), _Entry((-priority, self._seq), handler, owner))

@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from twisted.logger import Logger
-from twisted.words.xish import domish
 
 from xmppd.errors import StanzaError
 from xmppd.events import Priority
@@ -52,7 +51,7 @@ _HOOKS = "_xmppd_hooks"
 
 # Event names the core fires; docs/plugins.md explains each.
 _KIND = r"(?:message|presence|iq)"
-_DEST = r"(?:full|bare|host|self)"
+_DEST = r"(?:full|bare|host|self|remote)"
 _QNAME = r"[^\s:]+:[A-Za-z_][\w.\-]*"  # {namespace}:{element}; namespaces contain ':'
 EVENT_GRAMMAR = re.compile(
     rf"^(?:(?:pre-)?{_KIND}/{_DEST}"
@@ -152,6 +151,7 @@ class PluginContext:
         clock: Any,
         domain: str,
         plugins: Callable[[str], Plugin],
+        loaded: Callable[[], list[Plugin]] = list,
     ) -> None:
         self.name = name
         self.config = config
@@ -163,6 +163,7 @@ class PluginContext:
         self.domain = domain
         self.log = Logger(namespace=f"xmppd.plugins.{name}")
         self._plugins = plugins
+        self._loaded = loaded
 
     def session_slot(self, name: str, default: Any = None) -> SessionSlot:
         return SessionSlot(f"{self.name}.{name}", default)
@@ -170,6 +171,14 @@ class PluginContext:
     def plugin(self, name: str) -> Plugin:
         """A plugin this one declared in ``depends``."""
         return self._plugins(name)
+
+    def features(self) -> list[str]:
+        """The disco features of every loaded plugin (XEP-0030), sorted."""
+        return sorted({f for p in self._loaded() for f in p.features})
+
+    def identities(self) -> list[Identity]:
+        """The disco identities of every loaded plugin."""
+        return [i for p in self._loaded() for i in p.identities]
 
 
 class Plugin:
@@ -192,7 +201,3 @@ class Plugin:
 
     def stop(self) -> Any:
         """Called at shutdown; may return a Deferred."""
-
-
-def result_payload(event: Any, payload: domish.Element | None) -> domish.Element:
-    return event.result(payload)

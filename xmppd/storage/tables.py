@@ -40,6 +40,7 @@ apps = Table(
     Column("auth_key", String(64), nullable=False, unique=True),
     Column("auth_secret", String(64), nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,  # ids are never reused after a delete
 )
 
 # Passwords are never stored: only RFC 5802 salted keys, for SHA-1 and SHA-256,
@@ -61,6 +62,7 @@ users = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False),
     UniqueConstraint("app_id", "login"),
+    sqlite_autoincrement=True,  # a deleted user's JID never goes to someone else
 )
 
 # API session tokens (the REST API issues them). Only a SHA-256 of the token is
@@ -99,12 +101,15 @@ roster_items = Table(
     Column("version", BigInteger, nullable=False, default=0),
 )
 
-# XEP-0237: one counter per user, bumped on every roster change.
+# XEP-0237: one counter per user, bumped on every roster change. Removed items
+# leave no row, so `removed_version` keeps the version of the latest removal: a
+# client holding an older version gets the full roster (xmppd/im/roster_store.py).
 roster_versions = Table(
     "roster_versions",
     metadata,
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("version", BigInteger, nullable=False),
+    Column("removed_version", BigInteger, nullable=False, default=0, server_default="0"),
 )
 
 # Small per-user documents for plugins that need no relational queries.

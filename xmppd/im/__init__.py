@@ -1,0 +1,1 @@
+"""RFC 6121: roster, subscriptions, presence and delivery rules."""
