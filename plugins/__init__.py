@@ -1,1 +1,2 @@
-"""XEP plugins: one package per feature, named for what it does; the XEP number is metadata (`implements`)."""
+"""XEP plugins: one package per feature, named for what it does; the XEP number
+is metadata (`implements`)."""

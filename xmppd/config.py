@@ -93,11 +93,6 @@ class ClusterConfig:
 
 
 @dataclass(frozen=True)
-class LogConfig:
-    level: Literal["debug", "info", "warn", "error"] = opt("info", "Lowest level written.")
-
-
-@dataclass(frozen=True)
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     c2s: C2SConfig = field(default_factory=C2SConfig)
@@ -105,7 +100,6 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     roster: RosterConfig = field(default_factory=RosterConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    log: LogConfig = field(default_factory=LogConfig)
     enabled_plugins: tuple[str, ...] = ("disco", "ping", "time", "version")
     plugin_options: dict[str, Any] = field(default_factory=dict)  # validated by the registry
     path: str | None = None  # the file it came from
@@ -119,7 +113,6 @@ SECTIONS = {
     "storage": StorageConfig,
     "roster": RosterConfig,
     "cluster": ClusterConfig,
-    "log": LogConfig,
 }
 
 

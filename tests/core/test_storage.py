@@ -149,3 +149,15 @@ async def test_run_uses_the_pool_and_rolls_back_on_error(database: Database):
     with pytest.raises(RuntimeError):
         await database.run(failing)
     assert await database.run(lambda c: c.execute(select(apps.c.id)).all()) == []
+
+
+@pytest_twisted.ensureDeferred
+async def test_sqlite_memory_is_one_database():
+    """sqlite:// (in memory): migrations made at start-up are seen by the pool thread."""
+    db = Database("sqlite://")
+    db.migrate()
+    db.start()
+    try:
+        assert await db.run(lambda c: c.execute(select(apps.c.id)).all()) == []
+    finally:
+        db.stop()

@@ -418,6 +418,7 @@ class ClientStream(protocol.Protocol):
 
 
 class ClientStreamFactory(protocol.Factory):
+    noisy = False
     def __init__(self, server: Server, direct_tls: bool) -> None:
         self.server = server
         self.direct_tls = direct_tls
