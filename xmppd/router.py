@@ -88,6 +88,23 @@ class StanzaEvent:
         return iq
 
 
+def available_resources(router: Router, bare: JID) -> list[Any]:
+    return [s for s in router.sessions.of(bare) if s.available]
+
+
+def message_recipients(router: Router, event: StanzaEvent) -> list[Any]:
+    """RFC 6121 §8.5.2.1.1: the sessions a message to a bare JID goes to.
+
+    chat/normal: the available resources with the highest non-negative
+    priority (all of them on a tie); headline: every non-negative one.
+    """
+    candidates = [s for s in available_resources(router, event.to) if s.priority >= 0]
+    if not candidates or event.type == "headline":
+        return candidates
+    top = max(s.priority for s in candidates)
+    return [s for s in candidates if s.priority == top]
+
+
 class Router:
     """Routes stanzas from sessions and from the server itself."""
 
@@ -227,6 +244,9 @@ class Router:
 
     def _dispatch(self, event: StanzaEvent) -> Any:
         kind, dest = event.kind, event.dest
+        if kind == "message" and dest == "bare":
+            # Known before any handler runs, so observers (carbons) can skip them.
+            event.recipients = message_recipients(self, event)
         if kind == "iq" and dest in ("host", "self", "bare") and event.type in ("get", "set"):
             payload = next(event.stanza.elements(), None)
             if payload is not None:

@@ -87,8 +87,8 @@ class Server:
         yield self.roster.session_bound(session)
         old = self.sessions.add(session)
         if old is not None:
-            old.closed = True
             old.close("conflict")
+            old.closed = True
             self.presence.session_gone(old)
         yield self.events.fire("session-bound", session)
 

@@ -13,24 +13,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 
 from xmppd.events import Priority
-from xmppd.router import Router, StanzaEvent
-
-
-def available_resources(router: Router, bare: Any) -> list[Any]:
-    return [s for s in router.sessions.of(bare) if s.available]
-
-
-def message_recipients(router: Router, event: StanzaEvent) -> list[Any]:
-    """RFC 6121 §8.5.2.1.1: the sessions a message to a bare JID goes to.
-
-    chat/normal: the available resources with the highest non-negative
-    priority (all of them on a tie); headline: every non-negative one.
-    """
-    candidates = [s for s in available_resources(router, event.to) if s.priority >= 0]
-    if not candidates or event.type == "headline":
-        return candidates
-    top = max(s.priority for s in candidates)
-    return [s for s in candidates if s.priority == top]
+from xmppd.router import Router, StanzaEvent, available_resources, message_recipients
 
 
 class Delivery:

@@ -307,7 +307,7 @@ class ClientStream(protocol.Protocol):
                 Limits(
                     max_stanza_bytes=self.config.max_stanza_size,
                     max_depth=self.config.max_depth,
-                    max_elements=10_000,
+                    max_elements=1000,
                 )
             )
             self.header_sent = False

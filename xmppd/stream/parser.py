@@ -126,7 +126,7 @@ class StreamParser:
         self._recycle_at = RECYCLE_BYTES
         self._slice: Any = b""  # what expat is parsing now, from absolute index _slice_at
         self._slice_at = 0
-        self._tail = b""  # the last bytes of the previous slice, for error reports
+        self._tail = b""  # the last 4 bytes fed before _slice, for error reports
         self._depth = 0  # open elements, the stream element included
         self._cur: domish.Element | None = None  # innermost open element of a stanza
         self._text: list[str] = []  # character data not yet added to _cur
@@ -218,7 +218,10 @@ class StreamParser:
             raise _policy("max_stanza_bytes", self._max_bytes)
         if self._fed >= self._recycle_at and self._cur is None and self._depth == 1:
             self._recycle(data, self._fed - start)
-        self._tail = bytes(data[-4:])
+        if len(data) >= 4:
+            self._tail = bytes(data[-4:])
+        else:
+            self._tail = (self._tail + bytes(data))[-4:]
 
     def _recycle(self, data: Any, keep: int) -> None:
         """Swap in a fresh expat parser between stanzas, carrying over the
