@@ -52,7 +52,7 @@ NS_XML = "http://www.w3.org/XML/1998/namespace"
 NS_XMPP_ERRORS = "urn:xmpp:errors"
 
 MAX_HEADER_BYTES = 4096  # the XML declaration and stream start tag must fit in these
-RECYCLE_BYTES = 256 * 1024  # replace the expat parser after this much input
+RECYCLE_BYTES = 64 * 1024  # replace the expat parser after this much input
 
 _UNBOUND_PREFIX = expat.errors.codes[expat.errors.XML_ERROR_UNBOUND_PREFIX]
 _QNAME = re.compile(rb"<([^\s/>]+)")

@@ -1,0 +1,1 @@
+"""Helpers shared by XEP plugins (data forms, forwarding, delay...)."""
