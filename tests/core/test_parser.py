@@ -546,6 +546,30 @@ def test_h20_never_ending_tag():
         assert fed <= limits.max_stanza_bytes
 
 
+def test_tag_still_arriving_is_capped():
+    """RFC 6120 §4.9.3.14 (H19, H20): a tag trickled a byte at a time stops at max_tag_bytes,
+    so expat's rescans stay cheap."""
+    rec = Recorder()
+    rec.feed(H + b"<message to='")
+    fed = 0
+    started = time.perf_counter()
+    with pytest.raises(StreamError) as info:
+        while True:
+            rec.feed(b"a")
+            fed += 1
+    assert "max_tag_bytes" in info.value.text and fed <= Limits().max_tag_bytes
+    assert time.perf_counter() - started < 2
+
+
+def test_tag_cap_leaves_real_tags_alone():
+    """RFC 6120 §4.9.3.14: a long but plausible tag passes in pieces; a whole one in any size."""
+    url = b"https://upload.example.com/slot/" + b"a" * 15_000
+    stanza = b"<iq type='result' id='u1'><slot xmlns='urn:xmpp:http:upload:0'><put url='"
+    stanza += url + b"'/></slot></iq>"
+    assert feed(H + stanza, chunk=100).elements
+    assert feed(H + stanza.replace(b"a" * 15_000, b"a" * 50_000)).elements
+
+
 def test_h21_many_namespace_declarations():
     """RFC 6120 §4.9.3.14 (H21): thousands of namespace declarations are policy-violation."""
     decls = b"".join(b" xmlns:p%d='urn:p:%d'" % (i, i) for i in range(5000))

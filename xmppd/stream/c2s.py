@@ -116,8 +116,19 @@ class ClientStream(protocol.Protocol):
     # -- output -------------------------------------------------------------
 
     def send(self, element: domish.Element) -> None:
-        if not self.closing:
-            self.transport.write(element.toXml(defaultUri=NS_CLIENT).encode("utf-8"))
+        if self.closing:
+            return
+        if element.uri == NS_STREAMS:
+            # RFC 6120 §4.8.5: a client MAY accept only the 'stream' prefix the
+            # header declared (<stream:features>, <stream:error>). Only our own
+            # top-level elements get it: in a routed stanza a client may have
+            # bound 'stream' to another namespace, which domish does not track.
+            xml = element.toXml(
+                prefixes={NS_STREAMS: "stream"}, defaultUri=NS_CLIENT, prefixesInScope=["stream"]
+            )
+        else:
+            xml = element.toXml(defaultUri=NS_CLIENT)
+        self.transport.write(xml.encode("utf-8"))
 
     def _send_raw(self, text: str) -> None:
         self.transport.write(text.encode("utf-8"))

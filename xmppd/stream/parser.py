@@ -24,9 +24,12 @@ Decisions:
   elements, the unfinished token expat holds, so a tag that never ends or a
   huge attribute value is caught while it is still arriving.
 - Expat's "reparse deferral" (expat 2.6+) is off: it may hold back a complete
-  stanza until more bytes arrive. The price is that a huge single tag trickled
-  in tiny pieces is rescanned each time, O(n²) bounded by ``max_stanza_bytes``
-  (8 KiB before authentication).
+  stanza until more bytes arrive. The price is that expat rescans a tag that is
+  still arriving on every feed: a 256 KiB tag trickled a byte at a time costs
+  over a minute of CPU. ``max_tag_bytes`` (16 KiB; real tags are far smaller)
+  caps that tag, bringing the cost per byte down to that of a packet flood. A
+  complete tag that arrives in one chunk costs nothing extra and is bounded by
+  ``max_stanza_bytes`` alone.
 - Expat keeps every distinct element and attribute name for the parser's
   life, so a long stream of unique names would grow without bound. The expat
   parser is therefore replaced at a stanza boundary every ``RECYCLE_BYTES``,
@@ -65,6 +68,7 @@ class Limits:
     max_depth: int = 32  # nesting depth below the stream element
     max_elements: int = 1000  # elements in one stanza
     max_attributes: int = 64  # attributes (incl. xmlns declarations) on one element
+    max_tag_bytes: int = 16_384  # bytes of a tag still incomplete when a feed ends
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,14 @@ class StreamHeader:
     default_ns: str | None  # the content namespace declared with xmlns=
 
 
-class _Closed(Exception):
+class _ClosedError(Exception):
     """Unwinds expat when a callback closed the parser."""
 
 
 def _policy(limit: str, value: int) -> StreamError:
     # §4.9.3.14; XEP-0478: the byte limit also says <stanza-too-big/>.
     app = None
-    if limit == "max_stanza_bytes":
+    if limit in ("max_stanza_bytes", "max_tag_bytes"):
         app = domish.Element((NS_XMPP_ERRORS, "stanza-too-big"))
     return StreamError("policy-violation", text=f"{limit} ({value}) exceeded", appCondition=app)
 
@@ -152,23 +156,23 @@ class StreamParser:
         self._max_depth = limits.max_depth
         self._max_elements = limits.max_elements
         self._max_attributes = limits.max_attributes
+        self._max_tag = limits.max_tag_bytes
 
     def feed(self, data: bytes) -> None:
         if self._closed or not data:
             return
         try:
-            if self._header is None:
-                data = self._feed_header(data)
+            rest: Any = data if self._header is not None else self._feed_header(data)
             step = self._max_bytes
-            if len(data) <= step:
-                if data:
-                    self._parse(data)
+            if len(rest) <= step:
+                if rest:
+                    self._parse(rest)
             else:
                 # Big chunks go in slices so the byte limit is checked as we go.
-                view = memoryview(data)
-                for i in range(0, len(data), step):
+                view = memoryview(rest)
+                for i in range(0, len(rest), step):
                     self._parse(view[i : i + step])
-        except _Closed:
+        except _ClosedError:
             return
         except expat.ExpatError as e:
             error = self._expat_error(e)
@@ -185,6 +189,7 @@ class StreamParser:
         self._closed = True
         self._cur = None
         self._text = []
+        self._slice = self._head = b""
         self._parser = None  # breaks the parser <-> handler cycle
 
     # -- feeding -------------------------------------------------------------
@@ -201,7 +206,8 @@ class StreamParser:
             raise StreamError("unsupported-encoding", text="only UTF-8 is supported")
         self._parse(head)
         if self._header is None and self._fed >= MAX_HEADER_BYTES:
-            raise StreamError("policy-violation", text=f"stream header over {MAX_HEADER_BYTES}")
+            text = f"MAX_HEADER_BYTES ({MAX_HEADER_BYTES}) exceeded"
+            raise StreamError("policy-violation", text=text)  # §4.9.3.14
         return memoryview(data)[room:] if len(data) > room else b""
 
     def _parse(self, data: Any) -> None:
@@ -210,18 +216,20 @@ class StreamParser:
         self._fed += len(data)
         parser = self._parser
         parser.Parse(data, False)
+        # Expat consumes text as it comes; what it still holds is one unfinished token.
+        held = self._fed - self._base - max(parser.CurrentByteIndex, 0)
+        if held > self._max_tag:
+            raise _policy("max_tag_bytes", self._max_tag)
         start = self._stanza_start
-        if start < 0:
-            # Between stanzas: what expat still holds is an unfinished token.
-            start = self._base + max(parser.CurrentByteIndex, 0)
-        if self._fed - start > self._max_bytes:
+        if (held if start < 0 else self._fed - start) > self._max_bytes:
             raise _policy("max_stanza_bytes", self._max_bytes)
         if self._fed >= self._recycle_at and self._cur is None and self._depth == 1:
-            self._recycle(data, self._fed - start)
+            self._recycle(data, held)
         if len(data) >= 4:
             self._tail = bytes(data[-4:])
         else:
             self._tail = (self._tail + bytes(data))[-4:]
+        self._slice = b""  # only errors need it; never keep the caller's chunk
 
     def _recycle(self, data: Any, keep: int) -> None:
         """Swap in a fresh expat parser between stanzas, carrying over the
@@ -310,18 +318,20 @@ class StreamParser:
             return
         if depth > self._max_depth:
             raise _policy("max_depth", self._max_depth)
-        if len(attrs) + self._decls > self._max_attributes:
-            raise _policy("max_attributes", self._max_attributes)
-        self._decls = 0
+        decls = self._decls
+        if decls:  # _ns_decl saw xmlns attributes on this element
+            self._decls = 0
+            default = self._default_decl
+            prefixes = self._prefix_decls
+            self._default_decl = self._prefix_decls = None
+        else:
+            default = prefixes = None
+        if attrs:
+            if len(attrs) + decls > self._max_attributes:
+                raise _policy("max_attributes", self._max_attributes)
+            if " " in "".join(attrs):
+                attrs = _qualify(attrs)
         uri, _, local = name.rpartition(" ")
-        if attrs and " " in "".join(attrs):
-            attrs = _qualify(attrs)
-        default = self._default_decl
-        prefixes = self._prefix_decls
-        if default is not None:
-            self._default_decl = None
-        if prefixes is not None:
-            self._prefix_decls = None
         cur = self._cur
         if cur is None:  # a top-level element
             if local == "stream" and uri == NS_STREAMS:
@@ -382,7 +392,7 @@ class StreamParser:
         self._header = StreamHeader(header_attrs, prefix, uri, default)
         self._on_header(self._header)
         if self._closed:
-            raise _Closed
+            raise _ClosedError
 
     def _end(self, name: str) -> None:
         depth = self._depth - 1
@@ -391,7 +401,7 @@ class StreamParser:
         if el is None:  # </stream:stream>
             self._on_end()
             if self._closed:
-                raise _Closed
+                raise _ClosedError
             return
         if self._text:
             el.children.append("".join(self._text))
@@ -406,7 +416,7 @@ class StreamParser:
             raise _policy("max_stanza_bytes", self._max_bytes)
         self._on_element(el)
         if self._closed:
-            raise _Closed
+            raise _ClosedError
 
     def _chars(self, data: str) -> None:
         if self._cur is not None:
