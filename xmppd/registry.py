@@ -19,7 +19,7 @@ from typing import Any
 
 from twisted.internet.defer import DeferredList, maybeDeferred
 
-from xmppd.config import Config, ConfigError, build_section
+from xmppd.config import Config, ConfigError, build_section, suggest
 from xmppd.plugin import Plugin, PluginContext, hooks_of, validate_event_name
 
 ENTRY_POINT_GROUP = "xmppd.plugins"
@@ -103,6 +103,12 @@ def plugin_config(config: Config, cls: type[Plugin]) -> Any:
 def check(config: Config) -> list[type[Plugin]]:
     """Everything `xmppctl check-config` and start-up verify about plugins."""
     classes = load_classes(config)
+    names = [cls.name for cls in classes]
+    for name in config.plugin_options:
+        if name not in names:
+            raise ConfigError(
+                f"plugins.{name}: options for a plugin that is not enabled{suggest(name, names)}"
+            )
     for cls in classes:
         plugin_config(config, cls)
         for name, _, _ in hooks_of_class(cls):

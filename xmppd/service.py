@@ -33,6 +33,7 @@ from xmppd.stream.throttle import LoginThrottle
 from xmppd.stream.tls import server_tls
 
 log = Logger()
+SHUTDOWN_GRACE = 5.0  # seconds clients get to receive <system-shutdown/>
 
 
 class Server:
@@ -64,7 +65,7 @@ class Server:
         self.login_throttle = LoginThrottle(
             self.clock, max_failures=config.c2s.max_auth_failures, lockout=config.c2s.auth_lockout
         )
-        self.streams: set[Any] = set()
+        self.streams: dict[Any, defer.Deferred] = {}  # open streams -> fires when closed
         self.tls = server_tls(
             self.domain,
             config.tls.cert and config.resolve(config.tls.cert),
@@ -155,8 +156,14 @@ class XmppService(service.MultiService):
         for port in self.ports:
             yield port.stopListening()
         self.ports.clear()
-        for stream in list(self.server.streams):
+        streams = dict(self.server.streams)
+        for stream in streams:
             stream.close_with_error("system-shutdown")  # RFC 6120 §4.9.3.20
+        if streams:
+            # Let the errors reach the clients before the reactor drops sockets.
+            closed = defer.DeferredList(list(streams.values()))
+            closed.addTimeout(SHUTDOWN_GRACE, self.server.reactor)
+            yield closed.addErrback(lambda _: None)
         yield self.server.plugins.stop()
         yield super().stopService()
         self.server.db.stop()

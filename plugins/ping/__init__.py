@@ -84,8 +84,11 @@ class Ping(Plugin):
             if session.closed or self.waiting.get(session) is not None:
                 continue
             if now - session.last_received >= self.config.interval:
-                self.ping(session)
                 budget -= 1
+                try:
+                    self.ping(session)
+                except Exception:  # one broken stream must not stop the pings
+                    self.ctx.log.failure("cannot ping {jid}", jid=session.jid.full())
 
     def ping(self, session: Session) -> None:
         iq = domish.Element((NS_CLIENT, "iq"))

@@ -283,11 +283,21 @@ def test_file_path_is_recorded(tmp_path):
 
 
 def test_options_for_a_plugin_not_enabled():
-    """config.py _check_semantics: [plugins.NAME] only for an enabled plugin, with a guess."""
-    raw = {"plugins": {"enabled": ["ping"], "pong": {"interval": 10}}}
-    assert error(raw) == (
+    """registry.py check: [plugins.NAME] only for an enabled plugin, with a guess."""
+    config = parse_config({"plugins": {"enabled": ["ping"], "pong": {"interval": 10}}})
+    with pytest.raises(ConfigError) as e:
+        check(config)
+    assert str(e.value) == (
         "plugins.pong: options for a plugin that is not enabled (did you mean 'ping'?)"
     )
+
+
+def test_options_for_a_plugin_enabled_by_dotted_path():
+    """registry.py check: [plugins.NAME] matches the plugin's name, however it was enabled."""
+    config = parse_config(
+        {"plugins": {"enabled": ["plugins.ping:Ping"], "ping": {"interval": 10}}}
+    )
+    assert [cls.name for cls in check(config)] == ["ping"]
 
 
 def test_plugin_listed_twice():

@@ -46,14 +46,19 @@ def test_roster_set_get_remove_with_pushes_and_versions(harness):
     ver1 = push.firstChildElement()["ver"]
     assert ver1 != ver0
     # XEP-0237 §2.3: an unchanged version gets an empty result.
-    yield harness.send(a1, f"<iq type='get' id='v'><query xmlns='jabber:iq:roster' ver='{ver1}'/></iq>")
+    yield harness.send(
+        a1, f"<iq type='get' id='v'><query xmlns='jabber:iq:roster' ver='{ver1}'/></iq>"
+    )
     [same] = a1.take()
     assert same.firstChildElement() is None
-    yield harness.send(a1, f"<iq type='get' id='v'><query xmlns='jabber:iq:roster' ver='{ver0}'/></iq>")
+    yield harness.send(
+        a1, f"<iq type='get' id='v'><query xmlns='jabber:iq:roster' ver='{ver0}'/></iq>"
+    )
     [full] = a1.take()
     assert list(roster_items(full)) == [bob]
     yield harness.send(
-        a1, f"<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='{bob}' subscription='remove'/></query></iq>"
+        a1,
+        f"<iq type='set' id='r'><query xmlns='jabber:iq:roster'><item jid='{bob}' subscription='remove'/></query></iq>",
     )
     push = next(s for s in a1.take() if s["type"] == "set")
     assert roster_items(push)[bob]["subscription"] == "remove"
@@ -151,7 +156,8 @@ def test_roster_set_to_another_user_is_forbidden(harness):
     alice = yield harness.login("alice", available=True)
     bob = yield harness.login("bob", available=True)
     yield harness.send(
-        alice, f"<iq type='set' id='x' to='{bob.bare}'><query xmlns='jabber:iq:roster'><item jid='evil@x'/></query></iq>"
+        alice,
+        f"<iq type='set' id='x' to='{bob.bare}'><query xmlns='jabber:iq:roster'><item jid='evil@x'/></query></iq>",
     )
     [error] = alice.take()
     assert error["type"] == "error"

@@ -29,7 +29,8 @@ def test_message_to_full_jid_is_delivered_with_stamped_from(harness):
     alice = yield harness.login("alice", available=True)
     bob = yield harness.login("bob", available=True)
     yield harness.send(
-        alice, f"<message to='{bob.jid}' from='mallory@{DOMAIN}/x' type='chat'><body>hi</body></message>"
+        alice,
+        f"<message to='{bob.jid}' from='mallory@{DOMAIN}/x' type='chat'><body>hi</body></message>",
     )
     [got] = bob.take()
     assert got["from"] == alice.jid
@@ -59,7 +60,9 @@ def test_message_to_offline_user_without_offline_storage_bounces(harness):
     """RFC 6121 §8.5.2.2.1: no available resource and no offline storage: service-unavailable."""
     alice = yield harness.login("alice", available=True)
     yield harness.user("bob")
-    yield harness.send(alice, f"<message id='m1' to='{harness.jid_of('bob')}' type='chat'><body>x</body></message>")
+    yield harness.send(
+        alice, f"<message id='m1' to='{harness.jid_of('bob')}' type='chat'><body>x</body></message>"
+    )
     [error] = alice.take()
     assert error["type"] == "error" and error["from"] == harness.jid_of("bob")
     assert condition(error) == ("service-unavailable", "503")
@@ -69,7 +72,9 @@ def test_message_to_offline_user_without_offline_storage_bounces(harness):
 def test_message_to_unknown_user_bounces_like_offline(harness):
     """RFC 6121 §8.5.1: no such account: service-unavailable (the same as offline)."""
     alice = yield harness.login("alice", available=True)
-    yield harness.send(alice, f"<message to='999-{harness.app_id}@{DOMAIN}' type='chat'><body>x</body></message>")
+    yield harness.send(
+        alice, f"<message to='999-{harness.app_id}@{DOMAIN}' type='chat'><body>x</body></message>"
+    )
     [error] = alice.take()
     assert condition(error)[0] == "service-unavailable"
 
@@ -79,7 +84,10 @@ def test_iq_to_offline_full_jid_is_service_unavailable(harness):
     """RFC 6121 §8.5.3.2.3: an IQ to a full JID with no such resource."""
     alice = yield harness.login("alice", available=True)
     yield harness.user("bob")
-    yield harness.send(alice, f"<iq id='q' type='get' to='{harness.jid_of('bob')}/none'><query xmlns='urn:x'/></iq>")
+    yield harness.send(
+        alice,
+        f"<iq id='q' type='get' to='{harness.jid_of('bob')}/none'><query xmlns='urn:x'/></iq>",
+    )
     [error] = alice.take()
     assert condition(error) == ("service-unavailable", "503")
 
@@ -100,7 +108,9 @@ def test_unknown_iq_to_server_and_bare_jid_is_service_unavailable(harness):
 def test_iq_without_id_or_with_two_children_is_bad_request(harness):
     """RFC 6120 §8.2.3: an IQ needs an id, a valid type and one payload."""
     alice = yield harness.login("alice", available=True)
-    yield harness.send(alice, f"<iq id='x' type='get' to='{DOMAIN}'><a xmlns='urn:a'/><b xmlns='urn:b'/></iq>")
+    yield harness.send(
+        alice, f"<iq id='x' type='get' to='{DOMAIN}'><a xmlns='urn:a'/><b xmlns='urn:b'/></iq>"
+    )
     yield harness.send(alice, f"<iq id='y' type='foo' to='{DOMAIN}'><a xmlns='urn:a'/></iq>")
     assert [condition(e)[0] for e in alice.take()] == ["bad-request", "bad-request"]
 
@@ -127,7 +137,9 @@ def test_error_is_never_answered_with_an_error(harness):
 def test_remote_domain_without_s2s_is_remote_server_not_found(harness):
     """RFC 6120 §8.3.3.15: no server-to-server yet."""
     alice = yield harness.login("alice", available=True)
-    yield harness.send(alice, "<message to='x@elsewhere.example' type='chat'><body>x</body></message>")
+    yield harness.send(
+        alice, "<message to='x@elsewhere.example' type='chat'><body>x</body></message>"
+    )
     [error] = alice.take()
     assert condition(error) == ("remote-server-not-found", "404")
 
@@ -174,7 +186,9 @@ def test_crashing_plugin_gives_internal_server_error_and_router_goes_on(harness)
     harness.server.events.on("iq-get/host/urn:crash:query", crash)
     alice = yield harness.login("alice", available=True)
     bob = yield harness.login("bob", available=True)
-    yield harness.send(alice, f"<iq id='c' type='get' to='{DOMAIN}'><query xmlns='urn:crash'/></iq>")
+    yield harness.send(
+        alice, f"<iq id='c' type='get' to='{DOMAIN}'><query xmlns='urn:crash'/></iq>"
+    )
     assert condition(alice.take()[0])[0] == "internal-server-error"
     yield harness.send(alice, f"<message to='{bob.jid}' type='chat'><body>still</body></message>")
     assert len(bob.take()) == 1

@@ -99,11 +99,17 @@ def merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+try:
+    _libc: Any = ctypes.CDLL("libc.so.6", use_errno=True)  # loaded here, not in the child
+except OSError:
+    _libc = None
+PR_SET_PDEATHSIG = 1
+
+
 def die_with_parent() -> None:
     """``preexec_fn``: the child gets SIGTERM when the test process dies (Linux)."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if _libc is not None:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def port_open(port: int) -> bool:
@@ -219,23 +225,32 @@ class XmppServer:
             str(self.config_path),
         ]
 
+    @property
+    def output_path(self) -> Path:
+        return self.directory / "twistd.out"  # stdout and stderr (a file: a pipe could fill)
+
     def start(self) -> None:
-        self.proc = subprocess.Popen(
-            self.twistd_args(),
-            cwd=self.directory,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            preexec_fn=die_with_parent,
-        )
-        self.wait_listening(self.proc)
+        with open(self.output_path, "ab") as output:
+            self.proc = subprocess.Popen(
+                self.twistd_args(),
+                cwd=self.directory,
+                stdin=subprocess.DEVNULL,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                preexec_fn=die_with_parent,
+            )
+        try:
+            self.wait_listening(self.proc)
+        except BaseException:
+            self.stop()
+            raise
 
     def wait_listening(self, proc: subprocess.Popen | None = None) -> None:
         """Poll (bounded) until both ports accept connections."""
         deadline = time.monotonic() + START_TIMEOUT
         while not (port_open(self.port) and port_open(self.tls_port)):
             if proc is not None and proc.poll() is not None:
-                out = proc.stdout.read().decode(errors="replace") if proc.stdout else ""
+                out = self.output_path.read_text(errors="replace")
                 raise AssertionError(f"xmppd exited with {proc.returncode}: {out}{self.log_text()}")
             if time.monotonic() > deadline:
                 raise AssertionError(f"xmppd not listening after {START_TIMEOUT}s")
@@ -253,8 +268,6 @@ class XmppServer:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(STOP_TIMEOUT)
-        if proc.stdout:
-            proc.stdout.close()
         return proc.returncode
 
 
@@ -337,39 +350,15 @@ class Client(slixmpp.ClientXMPP):
 
         return record
 
-    async def expect(
-        self, event: str, match: Callable[[Any], bool] | None = None, timeout: float = TIMEOUT
-    ) -> Any:
-        """The first recorded ``event`` whose data satisfies ``match`` (bounded wait)."""
-
-        async def scan() -> Any:
-            while True:
-                for name, data in self.received:
-                    if name == event and (match is None or match(data)):
-                        return data
-                self._changed.clear()
-                await self._changed.wait()
-
-        try:
-            return await asyncio.wait_for(scan(), timeout)
-        except TimeoutError:
-            raise AssertionError(
-                f"{self.boundjid}: no matching {event} in {timeout}s; got {self.transcript()}"
-            ) from None
-
-    def transcript(self) -> str:
-        return "\n".join(f"{name}: {data}" for name, data in self.received)
-
-    def seen(self, event: str) -> list[Any]:
-        return [data for name, data in self.received if name == event]
-
-    async def first_of(self, *events: str, timeout: float = TIMEOUT) -> tuple[str, Any]:
-        """Whichever of ``events`` is recorded first."""
+    async def _first(
+        self, match: Callable[[str, Any], bool], what: str, timeout: float
+    ) -> tuple[str, Any]:
+        """The first recorded ``(event, data)`` that ``match`` accepts (bounded wait)."""
 
         async def scan() -> tuple[str, Any]:
             while True:
                 for name, data in self.received:
-                    if name in events:
+                    if match(name, data):
                         return name, data
                 self._changed.clear()
                 await self._changed.wait()
@@ -378,8 +367,29 @@ class Client(slixmpp.ClientXMPP):
             return await asyncio.wait_for(scan(), timeout)
         except TimeoutError:
             raise AssertionError(
-                f"{self.boundjid}: none of {events} in {timeout}s; got {self.transcript()}"
+                f"{self.boundjid}: no {what} in {timeout}s; received:\n{self.transcript()}"
             ) from None
+
+    async def expect(
+        self, event: str, match: Callable[[Any], bool] | None = None, timeout: float = TIMEOUT
+    ) -> Any:
+        """The first recorded ``event`` whose data satisfies ``match``."""
+        _, data = await self._first(
+            lambda name, data: name == event and (match is None or match(data)),
+            f"matching {event}",
+            timeout,
+        )
+        return data
+
+    async def first_of(self, *events: str, timeout: float = TIMEOUT) -> tuple[str, Any]:
+        """Whichever of ``events`` is recorded first."""
+        return await self._first(lambda name, _: name in events, f"one of {events}", timeout)
+
+    def seen(self, event: str) -> list[Any]:
+        return [data for name, data in self.received if name == event]
+
+    def transcript(self) -> str:
+        return "\n".join(f"{name}: {data}" for name, data in self.received)
 
 
 def make_client(
@@ -474,10 +484,11 @@ def plain_credentials(user: User) -> str:
     return base64.b64encode(f"\0{user.localpart}\0{user.password}".encode()).decode()
 
 
-def stream_header(to: str = DOMAIN, stream_ns: str = NS_STREAMS, extra: str = "") -> bytes:
+def stream_header(to: str = DOMAIN, stream_ns: str = NS_STREAMS) -> bytes:
+    """RFC 6120 §4.7: an initial stream header from a client."""
     return (
         f"<?xml version='1.0'?><stream:stream to='{to}' xmlns='jabber:client'"
-        f" xmlns:stream='{stream_ns}' version='1.0'{extra}>"
+        f" xmlns:stream='{stream_ns}' version='1.0'>"
     ).encode()
 
 

@@ -34,7 +34,8 @@ def info(reply):
     assert reply["type"] == "result", reply.toXml()
     query = reply.firstChildElement()
     identities = {
-        (i["category"], i["type"], i.getAttribute("name")) for i in query.elements(NS_INFO, "identity")
+        (i["category"], i["type"], i.getAttribute("name"))
+        for i in query.elements(NS_INFO, "identity")
     }
     features = [f["var"] for f in query.elements(NS_INFO, "feature")]
     return identities, features

@@ -22,7 +22,9 @@ def test_server_time_is_utc_from_the_clock(harness):
     """§2: <tzo/> is a XEP-0082 TZD, <utc/> a XEP-0082 dateTime in UTC (seconds)."""
     harness.clock.advance(datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC).timestamp() + 0.75)
     alice = yield harness.login("alice")
-    yield harness.send(alice, f"<iq type='get' id='t1' to='{DOMAIN}'><time xmlns='{NS_TIME}'/></iq>")
+    yield harness.send(
+        alice, f"<iq type='get' id='t1' to='{DOMAIN}'><time xmlns='{NS_TIME}'/></iq>"
+    )
     [reply] = alice.take()
     assert (reply["type"], reply["id"], reply["from"]) == ("result", "t1", DOMAIN)
     time = reply.firstChildElement()

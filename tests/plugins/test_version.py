@@ -16,7 +16,7 @@ QUERY = f"<iq type='get' id='v1' to='{DOMAIN}'><query xmlns='{NS_VERSION}'/></iq
 
 def start(tmp_path, **options):
     plugins = {"enabled": ["version"], "version": options}
-    return pytest_twisted.blockon(Harness.start(tmp_path, plugins=plugins))
+    return Harness.start(tmp_path, plugins=plugins)
 
 
 def answer(reply):
@@ -28,7 +28,7 @@ def answer(reply):
 @pytest_twisted.inlineCallbacks
 def test_name_and_version_without_os_by_default(tmp_path):
     """§2: <name/> and <version/> are REQUIRED; §5: the OS is not revealed by default."""
-    h = start(tmp_path)
+    h = yield start(tmp_path)
     try:
         alice = yield h.login("alice")
         yield h.send(alice, QUERY)
@@ -41,7 +41,7 @@ def test_name_and_version_without_os_by_default(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_configured_name_version_and_os(tmp_path):
     """§2: <os/> is OPTIONAL; §5: an administrator decides whether to share it."""
-    h = start(tmp_path, name="chat", version="1.2", hide_os=False)
+    h = yield start(tmp_path, name="chat", version="1.2", hide_os=False)
     try:
         alice = yield h.login("alice")
         yield h.send(alice, QUERY)

@@ -135,6 +135,6 @@ class Delivery:
         errors are either replies to the server's own requests or ignored."""
         if event.type in ("get", "set"):
             self.router.bounce(event, "service-unavailable")
-        elif event.dest == "host" and event.origin is not None:
-            self.router.iq_reply_received(event)
+        elif event.dest in ("host", "self") and event.origin is not None:
+            self.router.iq_reply_received(event)  # a reply to the server's own request
         return True

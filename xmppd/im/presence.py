@@ -80,12 +80,12 @@ class Presence:
         for contact in self.roster.subscriptions(session.bare):
             for other in self.server.sessions.of(contact):
                 if other.available and other.presence is not None:
-                    self._send_presence_of(other, session.jid.full())
+                    self.send_presence_of(other, session.jid.full())
         for other in self.server.sessions.of(session.bare):
             if other is not session and other.available and other.presence is not None:
-                self._send_presence_of(other, session.jid.full())
+                self.send_presence_of(other, session.jid.full())
 
-    def _send_presence_of(self, source: Any, to: str) -> None:
+    def send_presence_of(self, source: Any, to: str) -> None:
         copy = clone(source.presence)
         copy["from"] = source.jid.full()
         copy["to"] = to
@@ -150,5 +150,5 @@ class Presence:
         if prober == owner.userhost() or prober in self.roster.subscribers(owner):
             for session in self.server.sessions.of(owner):
                 if session.available and session.presence is not None:
-                    self._send_presence_of(session, event.sender.full())
+                    self.send_presence_of(session, event.sender.full())
         return True  # probes never reach clients (§4.3.2)

@@ -273,13 +273,17 @@ class Roster:
     ) -> bool:
         if outcome.send_unavailable:
             self._unavailable_to(JID(bare), contact)
-        if outcome.route:
-            self.router.deliver(event.stanza)
+        routed = defer.maybeDeferred(self.router.deliver, event.stanza) if outcome.route else None
         if outcome.send_presence:
-            for session in self.server.sessions.of(bare):
-                if session.available and session.presence is not None:
-                    self.server.presence._send_presence_of(session, contact)
+            # §3.1.5: the approval first, then the approver's presence.
+            presence = defer.maybeDeferred(lambda: None) if routed is None else routed
+            return presence.addCallback(lambda _: self._presence_to(bare, contact) or True)
         return True
+
+    def _presence_to(self, bare: str, contact: str) -> None:
+        for session in self.server.sessions.of(bare):
+            if session.available and session.presence is not None:
+                self.server.presence.send_presence_of(session, contact)
 
     def inbound(self, event: StanzaEvent) -> Any:
         """A subscription presence arrives for a local account (Appendix A.3)."""
@@ -314,9 +318,7 @@ class Roster:
         if outcome.auto_reply:
             self._send_subscription(bare, contact, outcome.auto_reply)
         if outcome.send_presence:
-            for session in self.server.sessions.of(bare):
-                if session.available and session.presence is not None:
-                    self.server.presence._send_presence_of(session, contact)
+            self._presence_to(bare, contact)
         if outcome.send_unavailable:
             self._unavailable_to(JID(bare), contact)
         return True

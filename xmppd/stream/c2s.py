@@ -14,6 +14,7 @@ import secrets
 from typing import TYPE_CHECKING, Any
 
 from twisted.internet import protocol
+from twisted.internet.defer import Deferred
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
@@ -64,7 +65,9 @@ class ClientStream(protocol.Protocol):
     def connectionMade(self) -> None:
         peer = self.transport.getPeer()
         self.peer_address = getattr(peer, "host", str(peer))
-        self.server.streams.add(self)
+        self.server.streams[self] = Deferred()  # fires when the connection is gone
+        if hasattr(self.transport, "setTcpNoDelay"):
+            self.transport.setTcpNoDelay(True)  # stanzas are small and latency-bound
         self._new_parser(
             Limits(
                 max_stanza_bytes=self.config.pre_auth_max_stanza_size,
@@ -91,14 +94,14 @@ class ClientStream(protocol.Protocol):
         try:
             self.parser.feed(data)
         except StreamError as e:
-            self.close_with_error(e.condition, e.text)
+            self._close_with(e)
         except Exception:
             log.failure("unexpected error on stream from {peer}", peer=self.peer_address)
             self.close_with_error("internal-server-error")
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.closing = True
-        self.server.streams.discard(self)
+        self.server.streams.pop(self, Deferred()).callback(None)
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
         if self.parser is not None:
@@ -128,7 +131,38 @@ class ClientStream(protocol.Protocol):
             )
         else:
             xml = element.toXml(defaultUri=NS_CLIENT)
-        self.transport.write(xml.encode("utf-8"))
+        data = xml.encode("utf-8")
+        if self._unread is not None:
+            self._unread += len(data)
+            if self._unread > self.config.max_send_buffer:
+                self._drop_slow_reader()
+                return
+        self.transport.write(data)
+
+    # A client that stops reading must not make the server buffer without end
+    # (SECURITY H24): once the transport's buffer is full it pauses us; if more
+    # than c2s.max_send_buffer is queued while paused, the connection is cut.
+
+    _unread: int | None = None
+    _producing = False
+
+    def pauseProducing(self) -> None:
+        self._unread = 0
+
+    def resumeProducing(self) -> None:
+        self._unread = None
+
+    def stopProducing(self) -> None:
+        pass
+
+    def _drop_slow_reader(self) -> None:
+        log.info(
+            "dropping {peer}: over {limit} bytes unread",
+            peer=self.peer_address,
+            limit=self.config.max_send_buffer,
+        )
+        self.closing = True
+        self.transport.abortConnection()
 
     def _send_raw(self, text: str) -> None:
         self.transport.write(text.encode("utf-8"))
@@ -144,6 +178,10 @@ class ClientStream(protocol.Protocol):
 
     def close_with_error(self, condition: str, text: str | None = None) -> None:
         """RFC 6120 §4.9.1.1: the error, then ``</stream:stream>``, then close."""
+        self._close_with(StreamError(condition, text=text))
+
+    def _close_with(self, error: StreamError) -> None:
+        condition = error.condition
         if self.closing:
             return
         if not self.header_sent:
@@ -151,7 +189,7 @@ class ClientStream(protocol.Protocol):
         log.info(
             "closing stream from {peer}: {condition}", peer=self.peer_address, condition=condition
         )
-        self.send(StreamError(condition, text=text).getElement())
+        self.send(error.getElement())  # keeps an application condition (XEP-0478)
         self.close()
 
     def close(self) -> None:
@@ -163,6 +201,10 @@ class ClientStream(protocol.Protocol):
         self.closing = True
         if self.parser is not None:
             self.parser.close()
+        if self._producing:
+            # TLS does not close while a producer is registered.
+            self.transport.unregisterProducer()
+            self._producing = False
         self.transport.loseConnection()
 
     # -- negotiation ----------------------------------------------------------
@@ -389,6 +431,7 @@ class ClientStream(protocol.Protocol):
             return
         self.binding = True
         session = Session(jid, self, user_id, app_id)
+        session.last_received = self.server.clock.seconds()
         d = self.server.bind_session(session)
         d.addCallback(self._bound, iq, session)
         d.addErrback(self._bind_failed, iq)
@@ -403,6 +446,9 @@ class ClientStream(protocol.Protocol):
         self.session = session
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
+        # From now on stanzas flow to this client: watch its unread output.
+        self.transport.registerProducer(self, True)
+        self._producing = True
         reply = self._result(iq)
         reply.addElement((NS_BIND, "bind")).addElement("jid", content=session.jid.full())
         self.send(reply)
@@ -430,6 +476,7 @@ class ClientStream(protocol.Protocol):
 
 class ClientStreamFactory(protocol.Factory):
     noisy = False
+
     def __init__(self, server: Server, direct_tls: bool) -> None:
         self.server = server
         self.direct_tls = direct_tls
