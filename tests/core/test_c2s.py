@@ -847,11 +847,6 @@ def test_limit_after_auth_is_max_stanza_size(h, localpart):
 
 
 @c2s(max_auth_failures=3)
-@pytest.mark.xfail(
-    strict=True,
-    reason="LoginThrottle.succeeded() clears every failure of the address, so a guesser "
-    "with an account of their own resets the count by logging in to it (SECURITY H38)",
-)
 @pytest_twisted.inlineCallbacks
 def test_login_to_own_account_does_not_reset_address_failures(h, localpart):
     """§13.1 (SECURITY H38): failures on one account are not washed out by another's login."""

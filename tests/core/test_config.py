@@ -294,9 +294,7 @@ def test_options_for_a_plugin_not_enabled():
 
 def test_options_for_a_plugin_enabled_by_dotted_path():
     """registry.py check: [plugins.NAME] matches the plugin's name, however it was enabled."""
-    config = parse_config(
-        {"plugins": {"enabled": ["plugins.ping:Ping"], "ping": {"interval": 10}}}
-    )
+    config = parse_config({"plugins": {"enabled": ["plugins.ping:Ping"], "ping": {"interval": 10}}})
     assert [cls.name for cls in check(config)] == ["ping"]
 
 

@@ -58,7 +58,10 @@ class ClientStream(protocol.Protocol):
         self.sasl_failures = 0
         self.closing = False
         self.parser: StreamParser | None = None
+        self.binding = False
         self._timeout: Any = None
+        self._producing = False  # registered as the transport's producer
+        self._unread: int | None = None  # bytes queued while the transport is full
 
     # -- connection ---------------------------------------------------------
 
@@ -142,9 +145,6 @@ class ClientStream(protocol.Protocol):
     # A client that stops reading must not make the server buffer without end
     # (SECURITY H24): once the transport's buffer is full it pauses us; if more
     # than c2s.max_send_buffer is queued while paused, the connection is cut.
-
-    _unread: int | None = None
-    _producing = False
 
     def pauseProducing(self) -> None:
         self._unread = 0
@@ -349,7 +349,8 @@ class ClientStream(protocol.Protocol):
             self.send(challenge)
         elif isinstance(outcome, sasl.Success):
             self.exchange = None
-            self.server.login_throttle.succeeded(self.peer_address)
+            # Failures are not forgiven by a success: a guesser with an account of
+            # their own would otherwise reset the count (SECURITY H38).
             success = domish.Element((NS_SASL, "success"))
             if outcome.data:
                 success.addContent(sasl.encode_payload(outcome.data))
@@ -435,8 +436,6 @@ class ClientStream(protocol.Protocol):
         d = self.server.bind_session(session)
         d.addCallback(self._bound, iq, session)
         d.addErrback(self._bind_failed, iq)
-
-    binding = False
 
     def _bound(self, _: Any, iq: domish.Element, session: Session) -> None:
         self.binding = False
