@@ -13,6 +13,7 @@ from twisted.words.xish import domish
 from xmppd.events import Priority
 from xmppd.router import StanzaEvent
 from xmppd.sessions import Session
+from xmppd.stanza import clone
 
 if TYPE_CHECKING:
     from xmppd.service import Server
@@ -27,16 +28,6 @@ def _priority(stanza: domish.Element) -> int:
             return 0
         return value if -128 <= value <= 127 else 0
     return 0
-
-
-def clone(element: domish.Element) -> domish.Element:
-    """A deep copy (``copy.deepcopy`` recurses forever on domish elements)."""
-    copy = domish.Element((element.uri, element.name), element.defaultUri)
-    copy.attributes = dict(element.attributes)
-    copy.localPrefixes = dict(element.localPrefixes)
-    for child in element.children:
-        copy.children.append(clone(child) if isinstance(child, domish.Element) else child)
-    return copy
 
 
 class Presence:

@@ -15,6 +15,7 @@ from twisted.internet import defer
 from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
+from xmppd.accounts import parse_localpart
 from xmppd.errors import StanzaError
 from xmppd.events import Priority
 from xmppd.im import roster_store, subscription
@@ -38,15 +39,10 @@ class CachedRoster:
     sessions: int = 0
 
 
-def user_id_of(bare: JID | str, domain: str) -> int | None:
-    """The user id in a local ``{user_id}-{app_id}`` JID, else None."""
-    jid = bare if isinstance(bare, JID) else JID(bare)
-    if jid.host != domain or not jid.user:
-        return None
-    user, _, app = jid.user.partition("-")
-    if not (user.isdigit() and app.isdigit()):
-        return None
-    return int(user)
+def user_id_of(bare: JID, domain: str) -> int | None:
+    """The user id of a local ``{user_id}-{app_id}`` JID, else None."""
+    ids = parse_localpart(bare.user) if bare.host == domain and bare.user else None
+    return ids[0] if ids else None
 
 
 def item_element(item: RosterItem | None, contact: str) -> domish.Element:
