@@ -411,7 +411,7 @@ class ClientStream(protocol.Protocol):
         else:
             user_id, app_id = auth.user_id, auth.app_id
             localpart = f"{user_id}-{app_id}"
-        requested = next((str(e).strip() for e in bind.elements(NS_BIND, "resource")), "")
+        requested = next((str(e) for e in bind.elements(NS_BIND, "resource")), "")
         # §7.6: a server-made resource is long and random: some SDKs drop
         # messages whose 'from' merely contains their own resource.
         resource = requested or secrets.token_hex(16)

@@ -283,7 +283,7 @@ class StreamParser:
                 return StreamError("unsupported-encoding", text=text)  # §11.6
             if window[max(at - 2, 0) : at + 2].find(b"<!") >= 0:
                 # A DOCTYPE or ENTITY inside the stream: §11.1, not just syntax.
-                return StreamError("restricted-xml", text=text)
+                return StreamError("restricted-xml", text="no DTD or entity declarations")
         return StreamError("not-well-formed", text=text)  # §4.9.3.13
 
     # -- expat handlers --------------------------------------------------------
