@@ -29,6 +29,7 @@ from twisted.words.xish import domish
 from xmppd.errors import StanzaError
 from xmppd.events import EventBus
 from xmppd.sessions import Session, SessionDirectory
+from xmppd.stanza import bare_jid, parse_jid
 
 NS_CLIENT = "jabber:client"
 STANZA_KINDS = frozenset(("message", "presence", "iq"))
@@ -162,7 +163,7 @@ class Router:
         try:
             if len(raw) > 3071:
                 raise InvalidFormat("too long")
-            to = JID(raw)
+            to = parse_jid(raw)
         except (InvalidFormat, UnicodeError, ValueError) as e:
             raise StanzaError("jid-malformed", text=str(e)) from None  # RFC 6120 §8.3.3.8
         return to
@@ -206,9 +207,9 @@ class Router:
     def deliver(self, stanza: domish.Element) -> Any:
         """Route a stanza the server (or a plugin) generated; ``from`` must be set."""
         kind = stanza.name
-        sender = JID(stanza["from"]) if stanza.getAttribute("from") else self.host
-        to = JID(stanza["to"]) if stanza.getAttribute("to") else sender.userhostJID()
-        dest = self._classify(kind, to, sender.userhostJID(), stanza)
+        sender = parse_jid(stanza["from"]) if stanza.getAttribute("from") else self.host
+        to = parse_jid(stanza["to"]) if stanza.getAttribute("to") else bare_jid(sender)
+        dest = self._classify(kind, to, bare_jid(sender), stanza)
         if dest == "self":
             dest = "bare"
         return self._dispatch(StanzaEvent(stanza, None, sender, to, kind, dest))

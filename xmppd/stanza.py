@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
+from twisted.words.protocols.jabber.jid import JID
 from twisted.words.xish import domish
 
 
@@ -16,3 +19,16 @@ def clone(element: domish.Element) -> domish.Element:
         else:
             copy.children.append(child)
     return copy
+
+
+@lru_cache(maxsize=16384)
+def parse_jid(text: str) -> JID:
+    """``JID(text)``, remembered: stringprep (RFC 6122) is the costliest step of
+    routing a stanza, and the same few addresses recur. Bounded, so hostile
+    input cannot grow it. Raises ``InvalidFormat`` like ``JID``."""
+    return JID(text)
+
+
+def bare_jid(jid: JID) -> JID:
+    """``jid.userhostJID()`` without preparing the parts again."""
+    return jid if jid.resource is None else parse_jid(jid.userhost())

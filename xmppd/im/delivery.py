@@ -14,6 +14,7 @@ from twisted.internet.defer import Deferred
 
 from xmppd.events import Priority
 from xmppd.router import Router, StanzaEvent, available_resources, message_recipients
+from xmppd.stanza import bare_jid
 
 
 class Delivery:
@@ -74,7 +75,7 @@ class Delivery:
         return self._offline(event)
 
     def _offline(self, event: StanzaEvent) -> Any:
-        exists = self.router.account_exists(event.to.userhostJID())
+        exists = self.router.account_exists(bare_jid(event.to))
         if isinstance(exists, Deferred):
             return exists.addCallback(self._offline_known, event)
         return self._offline_known(exists, event)

@@ -13,7 +13,7 @@ from twisted.words.xish import domish
 from xmppd.events import Priority
 from xmppd.router import StanzaEvent
 from xmppd.sessions import Session
-from xmppd.stanza import clone
+from xmppd.stanza import bare_jid, clone
 
 if TYPE_CHECKING:
     from xmppd.service import Server
@@ -136,7 +136,7 @@ class Presence:
         """§4.3.2: answer a probe for a local account on its behalf."""
         if event.type != "probe":
             return None
-        owner = event.to.userhostJID()
+        owner = bare_jid(event.to)
         prober = event.sender.userhost()
         if prober == owner.userhost() or prober in self.roster.subscribers(owner):
             for session in self.server.sessions.of(owner):

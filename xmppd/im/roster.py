@@ -22,6 +22,7 @@ from xmppd.im import roster_store, subscription
 from xmppd.im.subscription import Outcome, RosterError, RosterItem, RosterSetItem
 from xmppd.router import StanzaEvent
 from xmppd.sessions import Session
+from xmppd.stanza import bare_jid
 
 if TYPE_CHECKING:
     from xmppd.service import Server
@@ -286,7 +287,7 @@ class Roster:
         kind = event.type
         if kind not in SUBSCRIPTION_TYPES:
             return None
-        user = event.to.userhostJID()
+        user = bare_jid(event.to)
         user_id = user_id_of(user, self.domain)
         contact = event.sender.userhost()
         if user_id is None:
