@@ -116,6 +116,7 @@ class TokenInfo:
     app_id: int
     user_id: int | None
     expires_at: datetime
+    created_at: datetime | None = None
 
 
 def parse_localpart(localpart: str) -> tuple[int, int] | None:
@@ -269,6 +270,44 @@ def user_by_login(conn: Connection, app_id: int, login: str) -> User | None:
     return _user(row) if row else None
 
 
+def user_by_email(conn: Connection, app_id: int, email: str) -> User | None:
+    query = select(users).where(users.c.app_id == app_id, users.c.email == email)
+    row = conn.execute(query.order_by(users.c.id)).first()
+    return _user(row) if row else None
+
+
+def update_user(
+    conn: Connection, user_id: int, now: datetime | None = None, **fields: object
+) -> bool:
+    """Change ``login``, ``email`` and/or ``full_name``; False if no such user."""
+    unknown = set(fields) - {"login", "email", "full_name"}
+    if unknown:
+        raise AccountError(f"cannot update {sorted(unknown)}")
+    if "login" in fields and (not fields["login"] or len(str(fields["login"])) > 255):
+        raise AccountError("login: must be 1 to 255 characters")
+    try:
+        query = update(users).where(users.c.id == user_id).values(**fields, updated_at=_at(now))
+        return bool(conn.execute(query).rowcount)
+    except IntegrityError:
+        raise AccountError(f"login {fields.get('login')!r} is already taken") from None
+
+
+def verify_password(conn: Connection, user: User | None, password: str) -> bool:
+    """Whether ``password`` is the user's password (not an API token). The key is
+    derived for a missing user too, so timing tells little."""
+    row = None
+    if user is not None:
+        row = conn.execute(select(users).where(users.c.id == user.id)).first()
+    salt, iterations = (row.salt, row.iterations) if row else (_DUMMY_SALT, SCRAM_ITERATIONS)
+    try:
+        _, key, _, _ = _MECHANISMS["SHA-256"].make_auth_info(
+            password, iteration_count=iterations, salt=salt
+        )
+    except ScramException:
+        return False
+    return row is not None and hmac.compare_digest(key, row.sha256_stored_key)
+
+
 def _user_row(conn: Connection, localpart: str) -> Row | None:
     ids = parse_localpart(localpart)
     if ids is None:
@@ -407,7 +446,33 @@ def check_token(
             update(tokens).where(tokens.c.token_hash == token_hash).values(expires_at=renewed)
         )
         expires_at = renewed
-    return TokenInfo(row.app_id, row.user_id, expires_at)
+    return TokenInfo(row.app_id, row.user_id, expires_at, _utc(row.created_at))
+
+
+def attach_user_to_token(conn: Connection, token: str, user_id: int) -> bool:
+    """Make a live app token a session of ``user_id`` (same app), keeping the
+    token: its SCRAM keys are derived with the user's salt so it is also the
+    user's XMPP password. False if the token or the user is unknown."""
+    row = conn.execute(select(tokens.c.app_id).where(tokens.c.token_hash == _token_hash(token)))
+    app_id = row.scalar_one_or_none()
+    user = conn.execute(
+        select(users.c.salt, users.c.iterations).where(
+            users.c.id == user_id, users.c.app_id == app_id
+        )
+    ).first()
+    if app_id is None or user is None:
+        return False
+    keys = _scram_keys(token, user.salt, user.iterations)
+    query = update(tokens).where(tokens.c.token_hash == _token_hash(token))
+    conn.execute(query.values(user_id=user_id, **keys))
+    return True
+
+
+def detach_user_from_token(conn: Connection, token: str) -> bool:
+    """Back to an application session: no user, no SCRAM keys."""
+    none = {column: None for pair in _KEY_COLUMNS.values() for column in pair}
+    query = update(tokens).where(tokens.c.token_hash == _token_hash(token))
+    return bool(conn.execute(query.values(user_id=None, **none)).rowcount)
 
 
 def revoke_token(conn: Connection, token: str) -> bool:
@@ -509,6 +574,21 @@ class Accounts:
 
     def check_token(self, token: str, ttl: int = TOKEN_TTL) -> Deferred[TokenInfo | None]:
         return self.db.run(check_token, token, ttl, now=self._now())
+
+    def user_by_email(self, app_id: int, email: str) -> Deferred[User | None]:
+        return self.db.run(user_by_email, app_id, email)
+
+    def update_user(self, user_id: int, **fields: object) -> Deferred[bool]:
+        return self.db.run(update_user, user_id, now=self._now(), **fields)
+
+    def verify_password(self, user: User | None, password: str) -> Deferred[bool]:
+        return self.db.run(verify_password, user, password)
+
+    def attach_user_to_token(self, token: str, user_id: int) -> Deferred[bool]:
+        return self.db.run(attach_user_to_token, token, user_id)
+
+    def detach_user_from_token(self, token: str) -> Deferred[bool]:
+        return self.db.run(detach_user_from_token, token)
 
     def revoke_token(self, token: str) -> Deferred[bool]:
         return self.db.run(revoke_token, token)

@@ -67,6 +67,18 @@ class C2SConfig:
 
 
 @dataclass(frozen=True)
+class HttpConfig:
+    interface: str = opt("127.0.0.1", "Address the HTTP listeners (REST API) bind to.")
+    port: int = opt(5280, "Plain HTTP port; 0 disables it.", min=0, max=65535)
+    tls_port: int = opt(
+        5281, "HTTPS port, with the certificate of [tls]; 0 disables it.", min=0, max=65535
+    )
+    max_body_size: int = opt(
+        1_048_576, "Largest request body in bytes; beyond it the answer is 413.", min=1024
+    )
+
+
+@dataclass(frozen=True)
 class TLSConfig:
     cert: str = opt("", "PEM certificate chain; empty: a self-signed one under var/.", path=True)
     key: str = opt("", "PEM private key; empty: generated with the certificate.", path=True)
@@ -97,6 +109,7 @@ class ClusterConfig:
 class Config:
     server: ServerConfig = field(default_factory=ServerConfig)
     c2s: C2SConfig = field(default_factory=C2SConfig)
+    http: HttpConfig = field(default_factory=HttpConfig)
     tls: TLSConfig = field(default_factory=TLSConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     roster: RosterConfig = field(default_factory=RosterConfig)
@@ -110,6 +123,7 @@ class Config:
 SECTIONS = {
     "server": ServerConfig,
     "c2s": C2SConfig,
+    "http": HttpConfig,
     "tls": TLSConfig,
     "storage": StorageConfig,
     "roster": RosterConfig,
@@ -229,6 +243,8 @@ def _check_semantics(config: Config) -> None:
         raise ConfigError("plugins.enabled: a plugin is listed twice")
     if config.c2s.port and config.c2s.port == config.c2s.tls_port:
         raise ConfigError("c2s.tls_port: same as c2s.port")
+    if config.http.port and config.http.port == config.http.tls_port:
+        raise ConfigError("http.tls_port: same as http.port")
 
 
 def _resolve(self: Config, path: str) -> str:

@@ -30,6 +30,8 @@ from xmppd.events import Priority
 if TYPE_CHECKING:
     from sqlalchemy import Table
 
+    from xmppd.accounts import Accounts
+    from xmppd.http import HttpSite
     from xmppd.router import Router
     from xmppd.sessions import Session, SessionDirectory
     from xmppd.storage import Database
@@ -152,6 +154,8 @@ class PluginContext:
         domain: str,
         plugins: Callable[[str], Plugin],
         loaded: Callable[[], list[Plugin]] = list,
+        accounts: Accounts | None = None,
+        http: HttpSite | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -161,6 +165,8 @@ class PluginContext:
         self.db = db
         self.clock = clock
         self.domain = domain
+        self.accounts = accounts  # apps, users, API tokens (xmppd/accounts.py)
+        self.http = http  # the HTTP site: ``http.mount("/prefix", resource)``
         self.log = Logger(namespace=f"xmppd.plugins.{name}")
         self._plugins = plugins
         self._loaded = loaded

@@ -156,6 +156,8 @@ class PluginSet:
                 domain=server.domain,
                 plugins=self._dependency_of(cls),
                 loaded=lambda: list(self.plugins.values()),
+                accounts=server.accounts,
+                http=getattr(server, "http", None),
             )
             plugin = cls(ctx)
             for name, priority, handler in hooks_of(plugin):

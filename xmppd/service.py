@@ -3,7 +3,7 @@
 :class:`Server` wires the core together: storage, accounts, the session
 directory and its fan-out, the event bus, the router with RFC 6121 delivery,
 roster and presence, and the plugins. :class:`XmppService` is the ``IService``
-``twistd`` runs: it starts plugins, then the listeners, and on stop sends every
+``twistd`` runs: it starts plugins, then the listeners (c2s and HTTP), and on stop sends every
 client ``<system-shutdown/>`` (RFC 6120 §4.9.3.20) before closing.
 """
 
@@ -21,6 +21,7 @@ from xmppd.accounts import Accounts
 from xmppd.cluster import InProcessFanOut
 from xmppd.config import Config
 from xmppd.events import EventBus
+from xmppd.http import HttpSite, http_endpoints
 from xmppd.im.delivery import Delivery
 from xmppd.im.presence import Presence
 from xmppd.im.roster import Roster
@@ -72,6 +73,7 @@ class Server:
             config.tls.key and config.resolve(config.tls.key),
             self.var_dir,
         )
+        self.http = HttpSite(config.http.max_body_size)  # plugins mount on it
         self.plugins = PluginSet(self, check(config))
 
     def account_exists(self, bare: JID) -> Any:
@@ -135,8 +137,16 @@ class XmppService(service.MultiService):
                     True,
                 )
             )
-        for label, endpoint, direct in listeners:
-            port = yield endpoint.listen(ClientStreamFactory(server, direct_tls=direct))
+        factories = [
+            (label, endpoint, ClientStreamFactory(server, direct_tls=direct))
+            for label, endpoint, direct in listeners
+        ]
+        factories += [
+            (label, endpoint, server.http)
+            for label, endpoint in http_endpoints(server.reactor, server.config, server.tls)
+        ]
+        for label, endpoint, factory in factories:
+            port = yield endpoint.listen(factory)
             self.ports.append(port)
             address = port.getHost()
             log.info(

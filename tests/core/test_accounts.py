@@ -300,3 +300,49 @@ async def test_user_exists_cache_is_bounded(database, clock, app, user: User):
     assert await small.user_exists(bob.id, app.id) is False  # the cached miss
     clock.advance(61)
     assert await small.user_exists(bob.id, app.id) is True
+
+
+@pytest_twisted.ensureDeferred
+async def test_attach_user_to_token_keeps_the_token_and_makes_it_a_password(
+    accounts: Accounts, app, user: User
+):
+    """An app token upgraded to a user session (the REST API's /login.json) keeps
+    its value and becomes an XMPP password under SCRAM and PLAIN; detaching undoes it."""
+    token = await accounts.issue_token(app.id)
+    assert await accounts.attach_user_to_token(token, user.id)
+    assert (await accounts.check_token(token)).user_id == user.id
+    for hash_name in ("SHA-1", "SHA-256"):
+        candidates = await accounts.scram_candidates(user.localpart, hash_name)
+        assert scram_login(candidates, hash_name, user.localpart, token) is not None
+    assert await accounts.verify_plain(user.localpart, token) == user
+    assert await accounts.detach_user_from_token(token)
+    assert (await accounts.check_token(token)).user_id is None
+    assert await accounts.verify_plain(user.localpart, token) is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_attach_user_of_another_app_or_unknown_token_is_refused(
+    accounts: Accounts, app, user: User
+):
+    """A token of one app never becomes a session of another app's user."""
+    other = await accounts.create_app("other")
+    token = await accounts.issue_token(other.id)
+    assert not await accounts.attach_user_to_token(token, user.id)
+    assert not await accounts.attach_user_to_token("0" * 40, user.id)
+    assert (await accounts.check_token(token)).user_id is None
+
+
+@pytest_twisted.ensureDeferred
+async def test_verify_password_update_user_and_email_lookup(accounts: Accounts, app, user: User):
+    """The REST API's password check (the password only, never a token), profile
+    update and e-mail look-up; a taken login is refused."""
+    token = await accounts.issue_token(app.id, user.id)
+    assert await accounts.verify_password(user, PASSWORD)
+    assert not await accounts.verify_password(user, token)
+    assert not await accounts.verify_password(None, PASSWORD)
+    assert (await accounts.user_by_email(app.id, "a@example.com")).id == user.id
+    assert await accounts.update_user(user.id, full_name="Alice A")
+    assert (await accounts.get_user(user.id)).full_name == "Alice A"
+    await accounts.create_user(app.id, "bob", PASSWORD)
+    with pytest.raises(AccountError):
+        await accounts.update_user(user.id, login="bob")

@@ -151,6 +151,7 @@ class XmppServer:
         base = {
             "server": {"domain": DOMAIN},
             "c2s": {"interface": HOST, "port": port, "tls_port": tls_port},
+            "http": {"interface": HOST, "port": 0, "tls_port": 0},
             "storage": {"url": f"sqlite:///{directory}/xmppd.sqlite3"},
             "plugins": {"enabled": ["disco", "ping", "time", "version"]},
         }
