@@ -36,6 +36,9 @@ def opt(default: Any, doc: str, **bounds: Any) -> Any:
 @dataclass(frozen=True)
 class ServerConfig:
     domain: str = opt("localhost", "The XMPP domain this server serves (JIDs end in @domain).")
+    aliases: list[str] = opt(
+        [], "Other names a client may put in the stream's 'to' for the domain."
+    )
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class HttpConfig:
     )
     max_body_size: int = opt(
         1_048_576, "Largest request body in bytes; beyond it the answer is 413.", min=1024
+    )
+    websocket: bool = opt(True, "Serve XMPP over WebSocket (RFC 7395) at /xmpp-websocket.")
+    websocket_origins: list[str] = opt(
+        [], "Origin headers a WebSocket upgrade may carry; empty: any origin."
     )
 
 
@@ -233,6 +240,9 @@ def _check_semantics(config: Config) -> None:
     domain = config.server.domain
     if not domain or any(c in domain for c in "@/ ") or len(domain) > 1023:
         raise ConfigError(f"server.domain: not a valid domain name: {domain!r}")
+    for i, alias in enumerate(config.server.aliases):
+        if not alias or any(c in alias for c in "@/ ") or alias != alias.lower():
+            raise ConfigError(f"server.aliases[{i}]: not a lower-case domain name: {alias!r}")
     for key in ("cert", "key"):
         value = getattr(config.tls, key)
         if value and not os.path.isfile(config.resolve(value)):

@@ -32,6 +32,7 @@ from xmppd.storage import Database
 from xmppd.stream.c2s import ClientStreamFactory
 from xmppd.stream.throttle import LoginThrottle
 from xmppd.stream.tls import server_tls
+from xmppd.stream.websocket import PATH, websocket_resource
 
 log = Logger()
 SHUTDOWN_GRACE = 5.0  # seconds clients get to receive <system-shutdown/>
@@ -74,6 +75,8 @@ class Server:
             self.var_dir,
         )
         self.http = HttpSite(config.http.max_body_size)  # plugins mount on it
+        if config.http.websocket:
+            self.http.mount(PATH, websocket_resource(self))  # RFC 7395, a core transport
         self.plugins = PluginSet(self, check(config))
 
     def account_exists(self, bare: JID) -> Any:

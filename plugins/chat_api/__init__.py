@@ -1,8 +1,9 @@
-"""The hosted chat REST API (ConnectyCube 6 / QuickBlox 2): sessions and users.
+"""The hosted chat REST API (ConnectyCube 6 / QuickBlox 2): sessions, users, dialogs.
 
 Mounted on the core's HTTP site (``[http]``); the wire conventions are in
-``rest.py``, the endpoints in ``sessions.py`` and ``users.py``. See
-docs/rest-api.md and SDK-CONTRACT §2-§3.
+``rest.py``, the endpoints in ``sessions.py``, ``users.py`` and ``dialogs.py``
+(over the ``dialogs`` plugin's store). See docs/rest-api.md and SDK-CONTRACT
+§2-§3, §5.1.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from plugins.chat_api.dialogs import DialogRoutes
 from plugins.chat_api.rest import Api, ApiError, Call, no_session
 from plugins.chat_api.sessions import SessionRoutes
 from plugins.chat_api.signature import NonceStore
@@ -24,7 +26,7 @@ from xmppd.plugin import Plugin, PluginContext
 from xmppd.storage.tables import apps
 
 # Where the SDKs send their calls; one API resource serves them all.
-MOUNTS = ("/session.json", "/login.json", "/users.json", "/users")
+MOUNTS = ("/session.json", "/login.json", "/users.json", "/users", "/chat")
 
 
 def _app_by_key(conn: Any, auth_key: str) -> App | None:
@@ -33,10 +35,11 @@ def _app_by_key(conn: Any, auth_key: str) -> App | None:
 
 
 class ChatApi(Plugin):
-    """Serves ``/session.json``, ``/login.json`` and ``/users...`` over HTTP."""
+    """Serves ``/session.json``, ``/login.json``, ``/users...`` and ``/chat/Dialog...``."""
 
     name = "chat_api"
-    implements = ("ConnectyCube REST API 6 (sessions, users)", "QuickBlox REST API 2")
+    implements = ("ConnectyCube REST API 6 (sessions, users, dialogs)", "QuickBlox REST API 2")
+    depends = ("dialogs",)
     tables = (chat_api_users,)
     migrations = "migrations"
 
@@ -56,6 +59,7 @@ class ChatApi(Plugin):
         self.nonces = NonceStore(ctx.clock, ctx.config.signature_skew)
         SessionRoutes(self)
         UserRoutes(self)
+        DialogRoutes(self)
         if ctx.http is not None:
             for prefix in MOUNTS:
                 ctx.http.mount(prefix, self.api)

@@ -81,6 +81,15 @@ def fetch(conn: Connection, app_id: int, **where: Any) -> Any:
     return conn.execute(query).first()
 
 
+def fetch_many(conn: Connection, app_id: int, ids: list[int]) -> list[Any]:
+    """The app's users among ``ids``, in that order (unknown ids skipped)."""
+    if not ids:
+        return []
+    rows = conn.execute(_query().where(users.c.app_id == app_id, users.c.id.in_(ids))).all()
+    by_id = {r.id: r for r in rows}
+    return [by_id[i] for i in ids if i in by_id]
+
+
 def sign_up(conn: Connection, app_id: int, fields: dict[str, Any], now: datetime) -> Any:
     """Create the account and its profile in one transaction."""
     login = str(fields.get("login") or fields.get("email") or "")

@@ -158,6 +158,15 @@ class Peer:
         return self.features()
 
     @defer.inlineCallbacks
+    def login_to(self, localpart: str, to: str):
+        """PLAIN with ``to`` in both headers; return the features after the restart."""
+        self.open(to=to)
+        self.send(plain(localpart))
+        [success] = yield self.receive()
+        assert (success.uri, success.name) == (NS_SASL, "success"), success.toXml()
+        return self.features(to=to)
+
+    @defer.inlineCallbacks
     def scram(self, localpart: str, password: str = PASSWORD, mechanism: str = "SCRAM-SHA-256"):
         """A SCRAM exchange (RFC 5802 §3) on an opened stream; return the last element."""
         client = ScramClient([mechanism], localpart, password)
@@ -293,6 +302,34 @@ def test_header_to_is_case_insensitive(h):
     peer = Peer(h)
     peer.features(to=DOMAIN.upper())
     assert not peer.closed
+
+
+@pytest_twisted.inlineCallbacks
+def test_header_to_an_alias_is_accepted_and_pinned_across_restarts(tmp_path):
+    """§4.7.1, §4.9.3.6: a server.aliases name is a valid 'to', echoed in 'from';
+    after SASL the restarted stream must name the same host; JIDs keep the domain."""
+    alias = "chat.example.test"
+    h = yield Harness.start(
+        tmp_path, server={"domain": DOMAIN, "aliases": [alias]}, plugins={"enabled": []}
+    )
+    try:
+        yield h.user("alice")
+        localpart = h.jid_of("alice").split("@")[0]
+        peer = Peer(h, direct_tls=True)
+        features = yield peer.login_to(localpart, alias)
+        assert peer.header.attrs["from"] == alias and (NS_BIND, "bind") in children(features)
+        reply = yield peer.bind()
+        jid = str(next(reply.elements(NS_BIND, "bind")).jid)
+        assert jid.startswith(f"{localpart}@{DOMAIN}/")
+        other = Peer(h, direct_tls=True)
+        other.open(to=alias)
+        other.send(plain(localpart))
+        yield other.receive()
+        assert stream_error(other, other.open(to=DOMAIN)) == "host-unknown"
+    finally:
+        for stream in list(h.server.streams):
+            stream.connectionLost(Failure(ConnectionDone()))
+        yield h.stop()
 
 
 def test_client_closing_stream_is_answered_with_close(h):

@@ -374,6 +374,8 @@ def _type_cell(hint: Any, meta: typing.Mapping[str, Any]) -> str:
     """The reference's Type column for an option."""
     if typing.get_origin(hint) is typing.Literal:
         return "one of " + ", ".join(f"`{json.dumps(v)}`" for v in typing.get_args(hint))
+    if typing.get_origin(hint) is list:
+        return "list of strings"
     name = {str: "string", int: "integer", float: "number", bool: "boolean"}[hint]
     if meta.get("path"):
         return f"{name} (file path)"

@@ -41,7 +41,15 @@ log = Logger()
 
 
 class ClientStream(protocol.Protocol):
-    """One client connection (TCP, with STARTTLS or direct TLS)."""
+    """One client connection (TCP, with STARTTLS or direct TLS).
+
+    Other transports subclass it and override only the framing: how bytes reach
+    the parser (``_feed``), how an element is written (``_serialise``), the
+    stream header and the close (``_send_header``, ``close``); see
+    ``xmppd/stream/websocket.py``.
+    """
+
+    starttls_offered = True  # False where TLS comes from the transport (WebSocket)
 
     def __init__(self, server: Server, direct_tls: bool) -> None:
         self.server = server
@@ -59,6 +67,7 @@ class ClientStream(protocol.Protocol):
         self.closing = False
         self.parser: StreamParser | None = None
         self.binding = False
+        self.host: str | None = None  # the stream's 'to', pinned across restarts
         self._timeout: Any = None
         self._producing = False  # registered as the transport's producer
         self._unread: int | None = None  # bytes queued while the transport is full
@@ -95,12 +104,15 @@ class ClientStream(protocol.Protocol):
         if self.session is not None:
             self.session.last_received = self.server.clock.seconds()
         try:
-            self.parser.feed(data)
+            self._feed(data)
         except StreamError as e:
             self._close_with(e)
         except Exception:
             log.failure("unexpected error on stream from {peer}", peer=self.peer_address)
             self.close_with_error("internal-server-error")
+
+    def _feed(self, data: bytes) -> None:
+        self.parser.feed(data)
 
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.closing = True
@@ -124,6 +136,15 @@ class ClientStream(protocol.Protocol):
     def send(self, element: domish.Element) -> None:
         if self.closing:
             return
+        data = self._serialise(element)
+        if self._unread is not None:
+            self._unread += len(data)
+            if self._unread > self.config.max_send_buffer:
+                self._drop_slow_reader()
+                return
+        self.transport.write(data)
+
+    def _serialise(self, element: domish.Element) -> bytes:
         if element.uri == NS_STREAMS:
             # RFC 6120 §4.8.5: a client MAY accept only the 'stream' prefix the
             # header declared (<stream:features>, <stream:error>). Only our own
@@ -134,13 +155,7 @@ class ClientStream(protocol.Protocol):
             )
         else:
             xml = element.toXml(defaultUri=NS_CLIENT)
-        data = xml.encode("utf-8")
-        if self._unread is not None:
-            self._unread += len(data)
-            if self._unread > self.config.max_send_buffer:
-                self._drop_slow_reader()
-                return
-        self.transport.write(data)
+        return xml.encode("utf-8")
 
     # A client that stops reading must not make the server buffer without end
     # (SECURITY H24): once the transport's buffer is full it pauses us; if more
@@ -173,7 +188,8 @@ class ClientStream(protocol.Protocol):
         self._send_raw(
             "<?xml version='1.0'?><stream:stream xmlns='jabber:client'"
             " xmlns:stream='http://etherx.jabber.org/streams'"
-            f" id='{self.stream_id}' from='{self.server.domain}' version='1.0' xml:lang='en'>"
+            f" id='{self.stream_id}' from='{self.host or self.server.domain}'"
+            " version='1.0' xml:lang='en'>"
         )
 
     def close_with_error(self, condition: str, text: str | None = None) -> None:
@@ -210,15 +226,24 @@ class ClientStream(protocol.Protocol):
     # -- negotiation ----------------------------------------------------------
 
     def _on_header(self, header: StreamHeader) -> None:
-        self._send_header()
-        attrs = header.attrs
+        self._stream_opened(header.attrs)
+
+    def _stream_opened(self, attrs: dict[str, str]) -> None:
+        """The client opened (or restarted) the stream: check its header, answer
+        with ours and the features (RFC 6120 §4.7)."""
+        to = (attrs.get("to") or "").lower()
+        # §4.9.3.6: the domain or one of its aliases (a WebSocket client may put
+        # the URL's host in 'to'); whichever it is, it may not change on restart.
+        known = to == self.server.domain or to in self.server.config.server.aliases
+        if known and self.host in (None, to):
+            self.host = to
+        self._send_header()  # 'from' echoes an accepted 'to' (§4.7.1)
         version = attrs.get("version")
         if version is None or version.split(".")[0] != "1":
             raise StreamError("unsupported-version")  # RFC 6120 §4.7.5
-        to = attrs.get("to")
-        if to is None:
+        if "to" not in attrs:
             raise StreamError("improper-addressing")  # §4.9.3.7
-        if to.lower() != self.server.domain:
+        if self.host != to:
             raise StreamError("host-unknown")  # §4.9.3.6; also pins the host across restarts
         self.lang = attrs.get("xml:lang", "en")[:35]
         self.send(self._features())
@@ -234,9 +259,12 @@ class ClientStream(protocol.Protocol):
                     features.addChild(child)
             return features
         if not self.secure:
-            starttls = features.addElement((NS_TLS, "starttls"))
+            starttls = None
+            if self.starttls_offered:
+                starttls = features.addElement((NS_TLS, "starttls"))
             if not self.config.allow_plaintext:
-                starttls.addElement("required")
+                if starttls is not None:
+                    starttls.addElement("required")
                 return features  # §5.3.1: mechanisms only after TLS
         mechanisms = features.addElement((NS_SASL, "mechanisms"))
         for name in self._mechanisms():
@@ -266,7 +294,7 @@ class ClientStream(protocol.Protocol):
         self.close()
 
     def _starttls(self) -> None:
-        if self.secure or self.authenticated is not None:
+        if self.secure or self.authenticated is not None or not self.starttls_offered:
             # RFC 6120 §5.4.2.2: failure, then close the stream.
             self.send(domish.Element((NS_TLS, "failure")))
             self.close()
