@@ -1,4 +1,5 @@
-"""The hosted chat REST API (ConnectyCube 6 / QuickBlox 2): sessions, users, dialogs.
+"""The hosted chat REST API (ConnectyCube 6 / QuickBlox 2): sessions, users, dialogs,
+message history.
 
 Mounted on the core's HTTP site (``[http]``); the wire conventions are in
 ``rest.py``, the endpoints in ``sessions.py``, ``users.py`` and ``dialogs.py``
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from plugins.chat_api.dialogs import DialogRoutes
+from plugins.chat_api.messages import MessageRoutes
 from plugins.chat_api.rest import Api, ApiError, Call, no_session
 from plugins.chat_api.sessions import SessionRoutes
 from plugins.chat_api.signature import NonceStore
@@ -35,10 +37,14 @@ def _app_by_key(conn: Any, auth_key: str) -> App | None:
 
 
 class ChatApi(Plugin):
-    """Serves ``/session.json``, ``/login.json``, ``/users...`` and ``/chat/Dialog...``."""
+    """Serves ``/session.json``, ``/login.json``, ``/users...``, ``/chat/Dialog...``
+    and ``/chat/Message...``."""
 
     name = "chat_api"
-    implements = ("ConnectyCube REST API 6 (sessions, users, dialogs)", "QuickBlox REST API 2")
+    implements = (
+        "ConnectyCube REST API 6 (sessions, users, dialogs, history)",
+        "QuickBlox REST API 2",
+    )
     depends = ("dialogs",)
     tables = (chat_api_users,)
     migrations = "migrations"
@@ -60,6 +66,7 @@ class ChatApi(Plugin):
         SessionRoutes(self)
         UserRoutes(self)
         DialogRoutes(self)
+        MessageRoutes(self)
         if ctx.http is not None:
             for prefix in MOUNTS:
                 ctx.http.mount(prefix, self.api)

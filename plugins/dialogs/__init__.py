@@ -1,9 +1,9 @@
 """Dialogs: the hosted services' conversations (private, group, public,
 broadcast), one store shared by every front end.
 
-The REST API (``plugins/chat_api/dialogs.py``) uses it now; XMPP history
-(``save_to_history``), chat markers and MUC rooms will use the same store
-(docs/dialogs.md). Other plugins reach it with ``depends = ("dialogs",)`` and
+The REST API (``plugins/chat_api/``) and XMPP history (``save_to_history``
+on 1-1 chat messages, handled here) use it now; chat markers and MUC rooms will
+use the same store (docs/dialogs.md). Other plugins reach it with ``depends = ("dialogs",)`` and
 ``ctx.plugin("dialogs")``; every method returns a Deferred and raises the
 errors of :mod:`plugins.dialogs.model`, also reachable as attributes of the
 plugin (``store.NotFoundError``...), so a front end needs no import of this package.
@@ -16,10 +16,17 @@ from typing import Any
 
 from twisted.internet.defer import Deferred
 
-from plugins.dialogs import query, store
+from plugins.dialogs import history, query, store, xmpp
 from plugins.dialogs.model import Dialog, DialogError, ForbiddenError, InvalidError, NotFoundError
-from plugins.dialogs.tables import dialogs_dialogs, dialogs_occupants
-from xmppd.plugin import Plugin, PluginContext
+from plugins.dialogs.tables import (
+    dialogs_dialogs,
+    dialogs_messages,
+    dialogs_occupants,
+    dialogs_receipts,
+)
+from xmppd.accounts import parse_localpart
+from xmppd.plugin import Plugin, PluginContext, Priority, StanzaError, hook
+from xmppd.router import StanzaEvent
 
 
 class Dialogs(Plugin):
@@ -27,7 +34,7 @@ class Dialogs(Plugin):
 
     name = "dialogs"
     implements = ("ConnectyCube/QuickBlox chat dialogs (store)",)
-    tables = (dialogs_dialogs, dialogs_occupants)
+    tables = (dialogs_dialogs, dialogs_occupants, dialogs_messages, dialogs_receipts)
     migrations = "migrations"
     DialogError = DialogError
     NotFoundError = NotFoundError  # unknown id, or another application's dialog
@@ -74,6 +81,53 @@ class Dialogs(Plugin):
         self, app_id: int, caller: int, dialog_id: str, enabled: bool | None = None
     ) -> Deferred:
         return self.db.run(store.notifications, app_id, caller, dialog_id, enabled)
+
+    def save_message(self, app_id: int, message: history.NewMessage) -> Deferred:
+        """-> ``(dialog_id, message_id)``; see :func:`plugins.dialogs.history.save`."""
+        return self.db.run(history.save, app_id, message, self.now())
+
+    def messages(self, app_id: int, viewer: int, dialog_id: str, params: dict) -> Deferred:
+        """A dialog's history page, marked read for ``viewer`` (``history.list_messages``)."""
+        return self.db.run(history.list_messages, app_id, viewer, dialog_id, params)
+
+    def update_messages(
+        self, app_id: int, caller: int, dialog_id: str, ids: list[str], changes: dict
+    ) -> Deferred:
+        """Mark read/delivered, or edit (``history.update_messages``)."""
+        return self.db.run(
+            history.update_messages, app_id, caller, dialog_id, ids, changes, self.now()
+        )
+
+    def unread(self, app_id: int, viewer: int, dialog_ids: list[str]) -> Deferred:
+        """``{"total": n, dialog_id: n...}`` (``history.unread``)."""
+        return self.db.run(history.unread, app_id, viewer, dialog_ids)
+
+    @hook("pre-message/bare", "pre-message/full", priority=Priority.ANNOTATE)
+    async def save_to_history(self, event: StanzaEvent) -> None:
+        """Issue 3 "History over XMPP", SDK-CONTRACT §4.5: a 1-1 chat message with
+        ``extraParams/save_to_history`` is stored before it is delivered, and the
+        delivered stanza carries the stored ``dialog_id`` and ``message_id``."""
+        # TODO(issue 5): groupchat to a dialog's room JID is routed by MUC (dest
+        # "remote" for muc.{domain} today); it will save through the same call.
+        origin = event.origin
+        if origin is None or origin.app_id is None:
+            return None
+        extra = xmpp.extra_params(event.stanza)  # drops a client message_id (H59)
+        if extra is None or event.type != "chat":
+            return None  # without save_to_history nothing is stored (issue 3)
+        ids = parse_localpart(event.to.user or "")
+        if ids is None or ids[1] != origin.app_id or ids[0] == origin.user_id:
+            return None  # oneself, or not a user of the sender's app: delivery only
+        message = xmpp.read_message(event.stanza, extra, origin.user_id, self.ctx.clock.seconds())
+        message.recipient_id = ids[0]
+        try:
+            dialog_id, message_id = await self.save_message(origin.app_id, message)
+        except ForbiddenError:
+            raise StanzaError("forbidden", text="not an occupant of this dialog") from None  # H60
+        except InvalidError:
+            return None  # the recipient is no user of this application: delivery bounces
+        xmpp.stamp(extra, dialog_id, message_id, message.date_sent)
+        return None
 
 
 __all__ = ["Dialog", "DialogError", "Dialogs", "ForbiddenError", "InvalidError", "NotFoundError"]

@@ -43,7 +43,8 @@ def _value(kind: str, raw: Any, field: str) -> Any:
     return text
 
 
-def _condition(field: str, op: str, raw: Any) -> Any:
+def condition(field: str, op: str, raw: Any, fields: dict[str, tuple[Any, str]] = _FIELDS) -> Any:
+    """``{field}[op]=raw`` as a SQL condition on a whitelisted field, values bound."""
     if op not in _OPS:
         raise InvalidError(f"unsupported operator {op!r}", field)
     items = raw if isinstance(raw, list) else str(raw).split(",")
@@ -62,7 +63,7 @@ def _condition(field: str, op: str, raw: Any) -> Any:
                 return and_(*(~has(i) for i in wanted))
             return or_(*(has(i) for i in wanted))
         raise InvalidError(f"unsupported operator {op!r}", field)
-    column, kind = _FIELDS[field]
+    column, kind = fields[field]
     if op in ("in", "nin"):
         values = [_value(kind, i, field) for i in items if str(i).strip()]
         return column.in_(values) if op == "in" else column.not_in(values)
@@ -84,7 +85,7 @@ def _condition(field: str, op: str, raw: Any) -> Any:
     }[op]
 
 
-def _int(value: Any, default: int, field: str) -> int:
+def to_int(value: Any, default: int, field: str) -> int:
     if value in (None, ""):
         return default
     try:
@@ -117,12 +118,12 @@ def list_dialogs(conn: Connection, app_id: int, viewer: int, params: dict[str, A
         value = params[field]
         if isinstance(value, dict):
             for op, arg in value.items():
-                query = query.where(_condition(field, str(op), arg))
+                query = query.where(condition(field, str(op), arg))
         else:
-            query = query.where(_condition(field, "eq", value))
+            query = query.where(condition(field, "eq", value))
     total = conn.execute(select(func.count()).select_from(query.subquery())).scalar_one()
-    limit = min(max(_int(params.get("limit"), DEFAULT_LIMIT, "limit"), 1), MAX_LIMIT)
-    skip = max(_int(params.get("skip"), 0, "skip"), 0)
+    limit = min(max(to_int(params.get("limit"), DEFAULT_LIMIT, "limit"), 1), MAX_LIMIT)
+    skip = max(to_int(params.get("skip"), 0, "skip"), 0)
     out: dict[str, Any] = {"total": total, "skip": skip, "limit": limit, "items": []}
     if str(params.get("count", "")) in ("1", "true"):
         return out

@@ -1,8 +1,10 @@
 """The dialogs store's tables (SDK-CONTRACT §5.1 Dialog): one row per dialog, one
 per occupant (a member of a private or group dialog, a subscriber of a public one).
 
-Messages are not stored yet; the ``last_message*`` columns are filled by the
-history work (issue 3, XMPP ``save_to_history``) and read by the REST API.
+Messages saved to history (issue 3, XMPP ``save_to_history``, SDK-CONTRACT §4.5)
+are rows of ``dialogs_messages``; who has read or received one is a row of
+``dialogs_receipts``. Saving one also sets the dialog's ``last_message*``
+columns and the other occupants' ``unread_count`` (``history.py``).
 """
 
 from sqlalchemy import (
@@ -64,5 +66,44 @@ dialogs_occupants = Table(
     # A private dialog deleted "for me": hidden from this user's list until used again.
     Column("hidden", Boolean, nullable=False, default=False),
     Column("joined_at", DateTime(timezone=True), nullable=False),
+    Index(None, "user_id"),
+)
+
+dialogs_messages = Table(
+    "dialogs_messages",
+    metadata,
+    Column("id", String(24), primary_key=True),  # the client's 24-hex id when fresh
+    Column("app_id", Id, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    Column(
+        "dialog_id",
+        String(24),
+        ForeignKey("dialogs_dialogs.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    Column("sender_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("recipient_id", BigInteger, nullable=True),  # private (1-1) messages only
+    Column("body", Text, nullable=True),
+    Column("date_sent", BigInteger, nullable=False),  # unix seconds, as the SDKs send it
+    Column("params", Text, nullable=False, default="{}"),  # custom extraParams, a JSON object
+    Column("attachments", Text, nullable=False, default="[]"),  # a JSON list of objects
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    Index(None, "dialog_id", "date_sent"),  # a dialog's history in date order
+)
+
+# One row per (message, reader, kind): race-safe marking (the primary key) and
+# cheap per-caller ``read``, where JSON lists in the message row would be a
+# read-modify-write that concurrent readers of a group message could lose.
+dialogs_receipts = Table(
+    "dialogs_receipts",
+    metadata,
+    Column(
+        "message_id",
+        String(24),
+        ForeignKey("dialogs_messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("kind", String(9), primary_key=True),  # read | delivered
     Index(None, "user_id"),
 )

@@ -1,0 +1,99 @@
+"""The hosted services' ``<extraParams>`` on RFC 6121 chat messages
+(SDK-CONTRACT §4.5; issue 3 "History over XMPP"): read what a client asks to
+save, bound it (SECURITY H66), and stamp the server's ids on the stanza (H59)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.words.xish import domish
+
+from plugins.dialogs.history import NewMessage
+from xmppd.errors import StanzaError
+
+NS_CLIENT = "jabber:client"
+MAX_ATTACHMENTS = 32
+MAX_EXTRA_BYTES = 64 * 1024
+CLOCK_SKEW = 5  # seconds a client's date_sent may differ from the server's (issue 3)
+ATTACHMENT_KEYS = frozenset(
+    ("type", "id", "uid", "url", "data", "size", "width", "height", "duration")
+    + ("content-type", "name")
+)
+NUMERIC_KEYS = frozenset(("size", "width", "height", "duration"))
+# Children the server reads or writes itself; everything else is a custom parameter.
+RESERVED = frozenset(("save_to_history", "dialog_id", "message_id", "date_sent", "attachment"))
+
+
+def _children(element: domish.Element, name: str | None = None) -> list[domish.Element]:
+    return [c for c in element.elements() if name is None or c.name == name]
+
+
+def _value(element: domish.Element) -> Any:
+    """Text, or nested elements as an object (§4.5: "nested objects become nested elements")."""
+    kids = _children(element)
+    if not kids:
+        return str(element)
+    return {k.name: _value(k) for k in kids}
+
+
+def _attachment(element: domish.Element) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in element.attributes.items():
+        if isinstance(key, str) and key in ATTACHMENT_KEYS:
+            out[key] = int(value) if key in NUMERIC_KEYS and value.isdigit() else value
+    return out
+
+
+def extra_params(stanza: domish.Element) -> domish.Element | None:
+    """The ``<extraParams xmlns='jabber:client'>`` of a message asking to be saved
+    (a ``<save_to_history>`` child, whatever its value, §4.5), else ``None``.
+    A client's ``message_id`` is dropped from every one, saved or not (H59)."""
+    found = [c for c in stanza.elements(NS_CLIENT, "extraParams")]
+    for extra in found:
+        for child in _children(extra, "message_id"):
+            extra.children.remove(child)
+    if not found or not any(_children(e, "save_to_history") for e in found):
+        return None
+    if len(found) > 1:
+        raise StanzaError("not-acceptable", text="one extraParams per message")
+    return found[0]
+
+
+def read_message(stanza: domish.Element, extra: domish.Element, sender: int, now: float):
+    """A :class:`NewMessage` from a chat stanza; H66 bounds -> ``not-acceptable``;
+    ``date_sent`` is the client's within CLOCK_SKEW seconds of ``now``, else ``now``."""
+    attachments = _children(extra, "attachment")
+    if len(attachments) > MAX_ATTACHMENTS:
+        raise StanzaError("not-acceptable", text=f"at most {MAX_ATTACHMENTS} attachments")
+    if len(extra.toXml().encode()) > MAX_EXTRA_BYTES:
+        raise StanzaError("not-acceptable", text="extraParams too large")
+    date_sent = int(now)
+    claimed = next(iter(_children(extra, "date_sent")), None)
+    try:
+        client = int(float(str(claimed))) if claimed is not None else None
+    except (ValueError, OverflowError):
+        client = None
+    if client is not None and abs(client - now) <= CLOCK_SKEW:
+        date_sent = client
+    given = next(iter(_children(extra, "dialog_id")), None)
+    body = next(stanza.elements(NS_CLIENT, "body"), None)
+    return NewMessage(
+        sender_id=sender,
+        date_sent=date_sent,
+        body=str(body) if body is not None else None,
+        dialog_id=(str(given).strip() or None) if given is not None else None,
+        id=stanza.getAttribute("id"),
+        params={c.name: _value(c) for c in _children(extra) if c.name not in RESERVED},
+        attachments=[_attachment(a) for a in attachments],
+    )
+
+
+def stamp(extra: domish.Element, dialog_id: str, message_id: str, date_sent: int) -> None:
+    """H59: drop client copies of the server's children, then add the stored values
+    (``dialog_id``, ``message_id``, ``date_sent``: SDK-CONTRACT §4.5)."""
+    for child in list(extra.elements()):
+        if child.name in ("dialog_id", "message_id", "date_sent"):
+            extra.children.remove(child)
+    for name, value in (("dialog_id", dialog_id), ("message_id", message_id)):
+        extra.addElement(name, content=value)
+    extra.addElement("date_sent", content=str(date_sent))
