@@ -8,6 +8,11 @@ percent-encoded ``..``, ``/`` or ``\\`` is refused, never interpreted (the
 Openfire admin-console bypass, CVE-2023-32315, matched prefixes on the raw path).
 A mounted resource is rendered with ``request.postpath`` set to the decoded
 segments after its prefix (as bytes, as twisted.web expects).
+
+Request bodies are capped at ``[http] max_body_size``; a mount may set its own,
+larger cap (``mount(prefix, child, max_body_size=N)``, e.g. blob uploads), which
+applies to its prefix only. Bodies are left to the resource to parse: twisted.web
+does not read multipart forms into memory itself.
 """
 
 from __future__ import annotations
@@ -61,14 +66,30 @@ class Root(resource.Resource):
     def __init__(self) -> None:
         super().__init__()
         self.mounts: dict[tuple[str, ...], resource.IResource] = {}
+        self.body_limits: dict[tuple[str, ...], int] = {}
 
-    def mount(self, prefix: str, child: resource.IResource) -> None:
+    def mount(
+        self, prefix: str, child: resource.IResource, max_body_size: int | None = None
+    ) -> None:
         key = normalise_path(prefix.encode())
         if not key:
             raise ValueError("cannot mount on /")
         if key in self.mounts:
             raise ValueError(f"{prefix!r} is already mounted")
         self.mounts[key] = child
+        if max_body_size is not None:
+            self.body_limits[key] = max_body_size
+
+    def body_limit(self, raw_path: bytes, default: int) -> int:
+        """The body cap of the mount serving ``raw_path``: its own, else ``default``."""
+        try:
+            path = normalise_path(raw_path.split(b"?", 1)[0])
+        except PathError:
+            return default
+        for n in range(len(path), 0, -1):
+            if path[:n] in self.mounts:
+                return self.body_limits.get(path[:n], default)
+        return default
 
     def render(self, request: server.Request) -> Any:
         if getattr(request, "too_big", False):
@@ -87,21 +108,31 @@ class Root(resource.Resource):
 
 
 class BoundedRequest(server.Request):
-    """A request whose body is cut off at the site's ``max_body_size``: the rest
-    is read and dropped (memory stays bounded) and the answer is 413."""
+    """A request whose body is cut off at its mount's cap (the site's
+    ``max_body_size`` unless the mount set one): the rest is read and dropped
+    (memory stays bounded) and the answer is 413."""
 
     too_big = False
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("parsePOSTFormSubmission", False)  # resources parse bodies
+        super().__init__(*args, **kwargs)
+
     def gotLength(self, length: int | None) -> None:
         self.received = 0
-        if length is not None and length > self.channel.site.max_body_size:
+        site = self.channel.site
+        # The request line is known here, the rest of the request is not yet.
+        self.max_body_size = site.root.body_limit(
+            getattr(self.channel, "_path", b"") or b"", site.max_body_size
+        )
+        if length is not None and length > self.max_body_size:
             self.too_big = True
             length = 0
         super().gotLength(length)
 
     def handleContentChunk(self, data: bytes) -> None:
         self.received += len(data)
-        if self.received > self.channel.site.max_body_size:
+        if self.received > self.max_body_size:
             self.too_big = True
         if not self.too_big:
             super().handleContentChunk(data)
@@ -119,9 +150,12 @@ class HttpSite(server.Site):
         self.max_body_size = max_body_size
         self.displayTracebacks = False
 
-    def mount(self, prefix: str, child: resource.IResource) -> None:
-        """Serve ``child`` for ``prefix`` (``"/chat"``) and every path below it."""
-        self.root.mount(prefix, child)
+    def mount(
+        self, prefix: str, child: resource.IResource, max_body_size: int | None = None
+    ) -> None:
+        """Serve ``child`` for ``prefix`` (``"/chat"``) and every path below it;
+        ``max_body_size`` replaces the site's body cap for those paths."""
+        self.root.mount(prefix, child, max_body_size)
 
 
 def http_endpoints(reactor: Any, config: Any, tls: Any) -> list[tuple[str, Any]]:

@@ -17,6 +17,7 @@ See docs/plugins.md for the event names and the rules.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -156,6 +157,7 @@ class PluginContext:
         loaded: Callable[[], list[Plugin]] = list,
         accounts: Accounts | None = None,
         http: HttpSite | None = None,
+        resolve: Callable[[str], str] = os.path.abspath,
     ) -> None:
         self.name = name
         self.config = config
@@ -167,6 +169,7 @@ class PluginContext:
         self.domain = domain
         self.accounts = accounts  # apps, users, API tokens (xmppd/accounts.py)
         self.http = http  # the HTTP site: ``http.mount("/prefix", resource)``
+        self.resolve = resolve  # a configured path, relative to the server's base dir
         self.log = Logger(namespace=f"xmppd.plugins.{name}")
         self._plugins = plugins
         self._loaded = loaded

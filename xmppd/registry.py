@@ -158,6 +158,7 @@ class PluginSet:
                 loaded=lambda: list(self.plugins.values()),
                 accounts=server.accounts,
                 http=getattr(server, "http", None),
+                resolve=getattr(getattr(server, "config", None), "resolve", os.path.abspath),
             )
             plugin = cls(ctx)
             for name, priority, handler in hooks_of(plugin):

@@ -3,8 +3,8 @@ message history.
 
 Mounted on the core's HTTP site (``[http]``); the wire conventions are in
 ``rest.py``, the endpoints in ``sessions.py``, ``users.py`` and ``dialogs.py``
-(over the ``dialogs`` plugin's store). See docs/rest-api.md and SDK-CONTRACT
-§2-§3, §5.1.
+(over the ``dialogs`` plugin's store), ``blobs.py`` (storage, files under
+``blob_dir``). See docs/rest-api.md and SDK-CONTRACT §2-§3, §5.1-§5.3.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ from typing import Any
 
 from sqlalchemy import select
 
+from plugins.chat_api.blobs import BlobRoutes
 from plugins.chat_api.dialogs import DialogRoutes
 from plugins.chat_api.messages import MessageRoutes
 from plugins.chat_api.rest import Api, ApiError, Call, no_session
 from plugins.chat_api.sessions import SessionRoutes
 from plugins.chat_api.signature import NonceStore
-from plugins.chat_api.tables import chat_api_users
+from plugins.chat_api.tables import chat_api_blobs, chat_api_users
 from plugins.chat_api.users import UserRoutes
 from xmppd.accounts import App, TokenInfo
 from xmppd.config import opt
@@ -28,7 +29,8 @@ from xmppd.plugin import Plugin, PluginContext
 from xmppd.storage.tables import apps
 
 # Where the SDKs send their calls; one API resource serves them all.
-MOUNTS = ("/session.json", "/login.json", "/users.json", "/users", "/chat")
+MOUNTS = ("/session.json", "/login.json", "/users.json", "/users", "/chat", "/blobs.json", "/blobs")
+UPLOADS = "/blobs/upload"  # mounted apart: its body cap is max_blob_size, not [http]'s
 
 
 def _app_by_key(conn: Any, auth_key: str) -> App | None:
@@ -46,7 +48,7 @@ class ChatApi(Plugin):
         "QuickBlox REST API 2",
     )
     depends = ("dialogs",)
-    tables = (chat_api_users,)
+    tables = (chat_api_users, chat_api_blobs)
     migrations = "migrations"
 
     @dataclass(frozen=True)
@@ -56,6 +58,12 @@ class ChatApi(Plugin):
         )
         signature_skew: int = opt(
             300, "Seconds a signed QuickBlox session's timestamp may be off.", min=10
+        )
+        blob_dir: str = opt(
+            "var/blobs", "Where uploaded blobs are stored (relative: to the base dir).", path=True
+        )
+        max_blob_size: int = opt(
+            26_214_400, "Largest blob in bytes (the upload body cap follows it).", min=1024
         )
 
     def __init__(self, ctx: PluginContext) -> None:
@@ -67,9 +75,11 @@ class ChatApi(Plugin):
         UserRoutes(self)
         DialogRoutes(self)
         MessageRoutes(self)
+        blobs = BlobRoutes(self)
         if ctx.http is not None:
             for prefix in MOUNTS:
                 ctx.http.mount(prefix, self.api)
+            ctx.http.mount(UPLOADS, self.api, max_body_size=blobs.upload_cap)
 
     def now(self) -> datetime:
         return self.ctx.accounts.clock()

@@ -1,9 +1,10 @@
 """The ``/chat/Message`` endpoints (SDK-CONTRACT §5.2) over the dialogs store's
-history (``plugins/dialogs/history.py``): list a dialog's history, mark read or
-delivered, edit, unread counts.
+history (``plugins/dialogs/history.py``): list a dialog's history, create, mark
+read or delivered, edit, delete, unread counts, clear a dialog's history for the
+caller, and server-sent system messages.
 
-Messages come into history over XMPP (``save_to_history``, §4.5). Create, delete,
-system messages and reactions are still to do (issue 3 "Messages").
+Messages come into history over XMPP (``save_to_history``, §4.5) or through
+``POST /chat/Message.json``. Reactions are still to do (issue 3 "Messages").
 """
 
 from __future__ import annotations
@@ -28,6 +29,10 @@ class MessageRoutes:
         api.api.route("GET", r"chat/Message/unread\.json", self.unread)
         api.api.route("PUT", r"chat/Message\.json", self.update)
         api.api.route("PUT", r"chat/Message/([^/]+)\.json", self.update)
+        api.api.route("POST", r"chat/Message\.json", self.create)
+        api.api.route("POST", r"chat/Message/system\.json", self.system)
+        api.api.route("DELETE", r"chat/Message/([^/]+)\.json", self.delete)
+        api.api.route("DELETE", r"chat/Dialog/clearHistory/([^/]+)\.json", self.clear)
 
     async def _user(self, call: Call) -> Any:
         session = await self.api.session(call)
@@ -80,3 +85,69 @@ class MessageRoutes:
         items = raw if isinstance(raw, list) else str(raw).split(",")
         ids = [str(i).strip() for i in items if str(i).strip()]
         return await self._run(self.store.unread, s.app_id, s.user_id, ids)
+
+    async def create(self, call: Call) -> Any:
+        """§5.2 ``message.create``: ``chat_dialog_id`` (or ``recipient_id``),
+        ``message``, ``attachments``, custom fields -> ``201 Message``; with
+        ``send_to_chat=1`` also delivered over XMPP (§4.5) to the other occupants."""
+        s = await self._user(call)
+        params = dict(call.params)
+        view, dialog = await self._run(self.store.create_message, s.app_id, s.user_id, params)
+        if _true(params.get("send_to_chat", "")):
+            self.store.send_saved(s.app_id, view, dialog)
+        view["created_at"], view["updated_at"] = iso(view["created_at"]), iso(view["updated_at"])
+        return 201, view
+
+    async def delete(self, call: Call) -> Any:
+        """§5.2 ``message.delete``: comma-joined ids, form body ``force=1`` (the
+        sender, for everyone, with the XMPP delete notification of §4.5); several
+        ids answer ``{SuccessfullyDeleted, NotFound, WrongPermissions}``."""
+        s = await self._user(call)
+        ids = [i.strip() for i in call.match[1].split(",") if i.strip()]
+        force = _true(call.params.get("force", ""))
+        remove = self.store.delete_messages
+        result, removed = await self._run(remove, s.app_id, s.user_id, ids, force)
+        self.store.send_removed(s.app_id, s.user_id, removed)
+        if len(ids) == 1:
+            if result["NotFound"]:
+                raise ApiError(404, {"base": ["Entity you are looking for was not found"]})
+            if result["WrongPermissions"]:
+                raise ApiError(403, {"base": ["You don't have permissions to delete"]})
+            return {}
+        return {key: {"ids": value} for key, value in result.items()}
+
+    async def clear(self, call: Call) -> Any:
+        """§5.1 ``dialog.clearHistory``: ``DELETE /chat/Dialog/clearHistory/{id}.json``
+        hides the dialog's messages for the caller, his unread count 0 -> ``{}``."""
+        s = await self._user(call)
+        await self._run(self.store.clear_history, s.app_id, s.user_id, call.match[1])
+        return {}
+
+    async def system(self, call: Call) -> Any:
+        """§5.2 ``message.createSystem``: ``{recipientId, ...custom}`` -> ``{messageId,
+        recipientId, extensionParams}``; a headline with ``moduleIdentifier`` =
+        ``SystemNotifications`` (§4.5) to the recipient's online resources, never
+        stored."""
+        s = await self._user(call)
+        params = dict(call.params)
+        raw = params.pop("recipientId", params.pop("recipient_id", None))
+        try:
+            recipient = int(str(raw).strip())
+        except ValueError:
+            raise ApiError(422, {"recipientId": ["is required"]}) from None
+        user = await self.api.ctx.accounts.get_user(recipient)
+        if user is None or user.app_id != s.app_id:
+            raise ApiError(404, {"base": ["Entity you are looking for was not found"]})
+        body = params.pop("body", None)
+        params.pop("moduleIdentifier", None)  # always SystemNotifications (§4.5)
+        extension = {"moduleIdentifier": "SystemNotifications", **params}
+        body = None if body is None else str(body)
+        try:
+            message_id = self.store.send_system(s.app_id, s.user_id, recipient, body, extension)
+        except self.store.InvalidError as e:
+            raise ApiError(422, {e.field: [e.message]}) from None
+        return {"messageId": message_id, "recipientId": recipient, "extensionParams": extension}
+
+
+def _true(value: Any) -> bool:
+    return str(value).strip().lower() in ("1", "true")

@@ -20,6 +20,8 @@ from twisted.web import resource, server
 log = Logger()
 
 _BRACKETS = re.compile(r"\[([^\[\]]*)\]")
+# Bodies that are not parameters (blob uploads, SDK-CONTRACT §5.3): left unread.
+_OPAQUE = ("multipart/", "application/octet-stream", "image/", "audio/", "video/")
 
 
 class ApiError(Exception):
@@ -82,11 +84,13 @@ def parse_params(request: server.Request) -> dict[str, Any]:
     """Query string, then the body (JSON object or form-encoded), merged."""
     query = request.uri.split(b"?", 1)[1] if b"?" in request.uri else b""
     params = nest(parse_qsl(query.decode("utf-8", "replace"), keep_blank_values=True))
+    ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+    if ctype.startswith(_OPAQUE):  # a blob upload: its handler reads the body
+        return params
     request.content.seek(0)
     body = request.content.read()
     if not body.strip():
         return params
-    ctype = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
     if ctype == "application/json" or (not ctype and body.lstrip()[:1] == b"{"):
         try:
             data = json.loads(body)
@@ -114,6 +118,14 @@ class Call:
     def header(self, name: str) -> str | None:
         value = self.request.getHeader(name)
         return value.strip() if value else None
+
+
+@dataclass
+class Raw:
+    """A non-JSON answer: the bytes of a blob (SDK-CONTRACT §5.3 download URLs)."""
+
+    body: bytes
+    content_type: str
 
 
 Handler = Callable[[Call], Awaitable[Any]]
@@ -167,5 +179,9 @@ class Api(resource.Resource):
         request.setHeader(b"content-type", b"application/json; charset=utf-8")
         for name, value in headers.items():
             request.setHeader(name, value)
-        request.write(json.dumps({} if body is None else body).encode())
+        if isinstance(body, Raw):
+            request.setHeader(b"content-type", body.content_type.encode("ascii"))
+            request.write(body.body)
+        else:
+            request.write(json.dumps({} if body is None else body).encode())
         request.finish()

@@ -1,7 +1,7 @@
-"""The chat API's own columns of a user: the profile fields the core ``users``
-table does not have (SDK-CONTRACT §3.1 user fields)."""
+"""The chat API's tables: the profile fields of a user that the core ``users``
+table does not have (SDK-CONTRACT §3.1 user fields), and blobs (§5.3)."""
 
-from sqlalchemy import Column, DateTime, ForeignKey, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String, Table, Text
 
 from xmppd.storage.tables import Id, metadata
 
@@ -15,4 +15,24 @@ chat_api_users = Table(
     Column("tag_list", Text, nullable=True),  # comma-joined, as the SDKs send it
     Column("external_user_id", String(255), nullable=True),
     Column("last_request_at", DateTime(timezone=True), nullable=True),
+)
+
+# Blobs (SDK-CONTRACT §5.3): the bytes live on disk under ``blob_dir``, in a file
+# named by ``uid`` only; ``size`` is the bytes received (the client's claim is
+# only checked against it at ``complete``).
+chat_api_blobs = Table(
+    "chat_api_blobs",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True),
+    Column("app_id", Id, ForeignKey("apps.id", ondelete="CASCADE"), nullable=False),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+    Column("uid", String(32), nullable=False, unique=True),
+    Column("content_type", String(255), nullable=False),
+    Column("name", String(255), nullable=True),
+    Column("size", BigInteger, nullable=True),
+    Column("public", Boolean, nullable=False),
+    Column("completed", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("updated_at", DateTime(timezone=True), nullable=False),
+    sqlite_autoincrement=True,  # ids are never reused after a delete
 )

@@ -15,9 +15,18 @@ from datetime import UTC, datetime
 from typing import Any
 
 from twisted.internet.defer import Deferred
+from twisted.words.xish import domish
 
 from plugins.dialogs import history, query, store, xmpp
-from plugins.dialogs.model import Dialog, DialogError, ForbiddenError, InvalidError, NotFoundError
+from plugins.dialogs.model import (
+    PRIVATE,
+    Dialog,
+    DialogError,
+    ForbiddenError,
+    InvalidError,
+    NotFoundError,
+    new_id,
+)
 from plugins.dialogs.tables import (
     dialogs_dialogs,
     dialogs_messages,
@@ -101,6 +110,61 @@ class Dialogs(Plugin):
     def unread(self, app_id: int, viewer: int, dialog_ids: list[str]) -> Deferred:
         """``{"total": n, dialog_id: n...}`` (``history.unread``)."""
         return self.db.run(history.unread, app_id, viewer, dialog_ids)
+
+    def create_message(self, app_id: int, caller: int, params: dict) -> Deferred:
+        """-> ``(Message, Dialog)`` (``history.create_message``)."""
+        return self.db.run(history.create_message, app_id, caller, params, self.now())
+
+    def delete_messages(self, app_id: int, caller: int, ids: list[str], force: bool) -> Deferred:
+        """-> ``(result, removed)`` (``history.delete_messages``)."""
+        return self.db.run(history.delete_messages, app_id, caller, ids, force)
+
+    def clear_history(self, app_id: int, caller: int, dialog_id: str) -> Deferred:
+        return self.db.run(history.clear_history, app_id, caller, dialog_id)
+
+    def jid(self, app_id: int, user_id: int) -> str:
+        return f"{user_id}-{app_id}@{self.ctx.domain}"
+
+    def to_online(self, app_id: int, user_id: int, stanza: domish.Element) -> int:
+        """Send ``stanza`` to the user's available resources (no offline storage
+        yet: nothing is queued); -> how many got it."""
+        sessions = [s for s in self.ctx.sessions.of(self.jid(app_id, user_id)) if s.available]
+        for session in sessions:
+            session.send(stanza)
+        return len(sessions)
+
+    def send_saved(self, app_id: int, view: dict[str, Any], dialog: Dialog) -> None:
+        """Deliver a stored message to the dialog's other occupants online, as a
+        client's saved message is delivered (§4.5): ``type='chat'``, private only."""
+        # TODO(issue 5): group and public dialogs deliver through the MUC room.
+        sender = self.jid(app_id, view["sender_id"])
+        for user_id in dialog.occupants_ids:
+            if user_id != view["sender_id"] and dialog.type == PRIVATE:
+                to = self.jid(app_id, user_id)
+                self.to_online(app_id, user_id, xmpp.saved_stanza(view, sender, to))
+
+    def send_removed(self, app_id: int, sender_id: int, removed: list) -> None:
+        """The delete notification (§4.5) for ``history.delete_messages``'s ``removed``."""
+        sender = self.jid(app_id, sender_id)
+        for dialog_id, message_id, others in removed:
+            for user_id in others:
+                to = self.jid(app_id, user_id)
+                self.to_online(
+                    app_id, user_id, xmpp.remove_stanza(dialog_id, message_id, sender, to)
+                )
+
+    def send_system(
+        self, app_id: int, sender_id: int, recipient: int, body: str | None, params: dict
+    ) -> str:
+        """A system message (§4.5 headline), to the recipient's online resources,
+        never stored; -> its id. :class:`InvalidError` for bad custom parameters."""
+        history.check_params(params)
+        message_id = new_id()
+        stanza = xmpp.system_stanza(
+            message_id, body, params, self.jid(app_id, sender_id), self.jid(app_id, recipient)
+        )
+        self.to_online(app_id, recipient, stanza)
+        return message_id
 
     @hook("pre-message/bare", "pre-message/full", priority=Priority.ANNOTATE)
     async def save_to_history(self, event: StanzaEvent) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, insert, select, update
+from sqlalchemy import Connection, case, delete, insert, literal, select, update
 from sqlalchemy.exc import IntegrityError
 
 from plugins.dialogs import store
@@ -115,7 +115,9 @@ def _views(conn: Connection, rows: list[Any], viewer: int) -> list[dict[str, Any
     """Message objects (SDK-CONTRACT §5.2) for rows, receipts in one extra query."""
     seen: dict[str, dict[str, list[int]]] = {r.id: {"read": [], "delivered": []} for r in rows}
     if rows:
-        query = select(receipts).where(receipts.c.message_id.in_(list(seen)))
+        query = select(receipts).where(
+            receipts.c.message_id.in_(list(seen)), receipts.c.kind.in_(("read", "delivered"))
+        )
         for r in conn.execute(query.order_by(receipts.c.user_id)):
             seen[r.message_id][r.kind].append(r.user_id)
     out = []
@@ -202,7 +204,9 @@ def list_messages(
     member = viewer in d.occupants_ids
     if not member and d.type not in OPEN_TYPES:
         raise ForbiddenError("You are not an occupant of this dialog")
-    query = select(messages).where(messages.c.dialog_id == d.id)
+    query = select(messages).where(
+        messages.c.dialog_id == d.id, messages.c.id.not_in(_hidden(viewer))
+    )
     for name in _FIELDS:
         value = params.get(name)
         for op, arg in value.items() if isinstance(value, dict) else [("eq", value)]:
@@ -269,3 +273,190 @@ def update_messages(
             .where(dialogs.c.id == d.id, dialogs.c.last_message_id.in_(edited))
             .values(last_message=text)
         )
+
+
+# Create, delete, clear (issue 3 "Messages", SDK-CONTRACT §5.2). A message deleted
+# "for me" is a ``hidden`` row in ``dialogs_receipts`` (the caller's own mark, like
+# ``read``): the list leaves it out for him only.
+HIDDEN = "hidden"
+MAX_CREATE_ATTACHMENTS = 32  # as over XMPP (H66)
+MAX_CREATE_PARAMS = 64 * 1024
+# Parameters of POST /chat/Message.json that are not custom fields.
+CREATE_KEYS = frozenset(
+    ("chat_dialog_id", "recipient_id", "message", "attachments", "send_to_chat", "markable")
+    + ("_id", "date_sent", "sender_id", "read_ids", "delivered_ids", "read", "dialog_id")
+    + ("save_to_history", "message_id", "created_at", "updated_at")
+)
+
+
+def check_params(custom: dict[str, Any]) -> None:
+    """Custom parameters a REST caller sends: at most 64 KiB, names that are plain
+    XML element names (they travel as ``extraParams`` children, §4.5)."""
+    from plugins.dialogs.xmpp import check_names  # xmpp imports this module
+
+    if len(json.dumps(custom)) > MAX_CREATE_PARAMS:
+        raise InvalidError("too large", "base")
+    check_names(custom)
+
+
+def _hidden(viewer: int) -> Any:
+    return select(receipts.c.message_id).where(
+        receipts.c.user_id == viewer, receipts.c.kind == HIDDEN
+    )
+
+
+def _attachments(value: Any) -> list[dict[str, Any]]:
+    if value in (None, ""):
+        return []
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise InvalidError("must be a list of objects", "attachments") from None
+    if isinstance(value, dict):  # form data: attachments[0][uid]=...
+        value = [value[k] for k in sorted(value, key=lambda k: to_int(k, 0, "attachments"))]
+    if not isinstance(value, list) or not all(isinstance(a, dict) for a in value):
+        raise InvalidError("must be a list of objects", "attachments")
+    if len(value) > MAX_CREATE_ATTACHMENTS:
+        raise InvalidError(f"at most {MAX_CREATE_ATTACHMENTS}", "attachments")
+    return value
+
+
+def create_message(
+    conn: Connection, app_id: int, caller: int, params: dict[str, Any], now: datetime
+) -> tuple[dict[str, Any], Any]:
+    """§5.2 ``message.create``: store a message from ``caller`` into
+    ``chat_dialog_id`` (an occupant only) or his private dialog with
+    ``recipient_id``, through :func:`save` (``last_message*``, unread counts);
+    -> ``(Message, Dialog)``."""
+    dialog_id = str(params.get("chat_dialog_id") or "").strip() or None
+    recipient: int | None = None
+    if dialog_id is not None:
+        d = store.get(conn, app_id, dialog_id, caller)
+        if caller not in d.occupants_ids:
+            raise ForbiddenError("You are not an occupant of this dialog")
+        if d.type == PRIVATE:
+            recipient = next((u for u in d.occupants_ids if u != caller), None)
+    elif params.get("recipient_id") not in (None, ""):
+        recipient = to_int(params.get("recipient_id"), 0, "recipient_id")
+    else:
+        raise InvalidError("is required", "chat_dialog_id")
+    custom = {k: v for k, v in params.items() if k not in CREATE_KEYS}
+    check_params(custom)
+    body = params.get("message")
+    m = NewMessage(
+        sender_id=caller,
+        date_sent=int(now.timestamp()),
+        body=None if body is None else str(body),
+        recipient_id=recipient,
+        dialog_id=dialog_id,
+        params=custom,
+        attachments=_attachments(params.get("attachments")),
+    )
+    dialog_id, message_id = save(conn, app_id, m, now)
+    row = conn.execute(select(messages).where(messages.c.id == message_id)).one()
+    return _views(conn, [row], caller)[0], store.get(conn, app_id, dialog_id, caller)
+
+
+def _last_message(conn: Connection, dialog_id: str) -> None:
+    """Set the dialog's ``last_message*`` from its newest remaining message."""
+    last = conn.execute(
+        select(messages)
+        .where(messages.c.dialog_id == dialog_id)
+        .order_by(messages.c.date_sent.desc(), messages.c.created_at.desc(), messages.c.id.desc())
+        .limit(1)
+    ).first()
+    status = None
+    if last is not None:
+        kinds = set(
+            conn.execute(
+                select(receipts.c.kind).where(
+                    receipts.c.message_id == last.id, receipts.c.user_id != last.sender_id
+                )
+            ).scalars()
+        )
+        status = "read" if "read" in kinds else "delivered" if "delivered" in kinds else "sent"
+    conn.execute(
+        update(dialogs)
+        .where(dialogs.c.id == dialog_id)
+        .values(
+            last_message=last.body if last else None,
+            last_message_date_sent=last.date_sent if last else None,
+            last_message_id=last.id if last else None,
+            last_message_user_id=last.sender_id if last else None,
+            last_message_status=status,
+        )
+    )
+
+
+def delete_messages(
+    conn: Connection, app_id: int, caller: int, ids: list[str], force: bool
+) -> tuple[dict[str, list[str]], list[tuple[str, str, list[int]]]]:
+    """§5.2 ``message.delete``: hide ``ids`` for the caller (an occupant), or with
+    ``force`` delete them for everyone (the sender only), lowering the unread
+    counts of those who had not read them and recomputing ``last_message*``;
+    -> ``({SuccessfullyDeleted, NotFound, WrongPermissions}, [(dialog_id,
+    message_id, other occupants)] removed for everyone)``."""
+    result: dict[str, list[str]] = {
+        "SuccessfullyDeleted": [],
+        "NotFound": [],
+        "WrongPermissions": [],
+    }
+    removed: list[tuple[str, str, list[int]]] = []
+    for message_id in dict.fromkeys(ids):
+        row = conn.execute(
+            select(messages).where(messages.c.id == message_id, messages.c.app_id == app_id)
+        ).first()
+        hidden = (
+            row is not None
+            and conn.execute(_hidden(caller).where(receipts.c.message_id == message_id)).first()
+        )
+        if row is None or (hidden and not force):
+            result["NotFound"].append(message_id)
+            continue
+        d = store.get(conn, app_id, row.dialog_id, caller)
+        if caller not in d.occupants_ids or (force and row.sender_id != caller):
+            result["WrongPermissions"].append(message_id)
+            continue
+        if force:
+            readers = select(receipts.c.user_id).where(
+                receipts.c.message_id == message_id, receipts.c.kind == "read"
+            )
+            count = occupants.c.unread_count
+            conn.execute(
+                update(occupants)
+                .where(occupants.c.dialog_id == d.id, occupants.c.user_id != row.sender_id)
+                .where(occupants.c.user_id.not_in(readers))
+                .values(unread_count=case((count > 0, count - 1), else_=0))
+            )
+            conn.execute(delete(receipts).where(receipts.c.message_id == message_id))
+            conn.execute(delete(messages).where(messages.c.id == message_id))
+            last = select(dialogs.c.last_message_id).where(dialogs.c.id == d.id)
+            if conn.execute(last).scalar() == message_id:
+                _last_message(conn, d.id)
+            removed.append((d.id, message_id, [u for u in d.occupants_ids if u != caller]))
+        else:
+            if row.sender_id != caller:
+                mark_read(conn, d.id, caller, [message_id])
+            conn.execute(
+                insert(receipts).values(message_id=message_id, user_id=caller, kind=HIDDEN)
+            )
+        result["SuccessfullyDeleted"].append(message_id)
+    return result, removed
+
+
+def clear_history(conn: Connection, app_id: int, caller: int, dialog_id: str) -> None:
+    """§5.1 ``dialog.clearHistory``: hide every message of the dialog for the
+    caller (an occupant) and set his unread count to 0."""
+    d = store.get(conn, app_id, dialog_id, caller)
+    if caller not in d.occupants_ids:
+        raise ForbiddenError("You are not an occupant of this dialog")
+    fresh = select(messages.c.id, literal(caller), literal(HIDDEN)).where(
+        messages.c.dialog_id == d.id, messages.c.id.not_in(_hidden(caller))
+    )
+    conn.execute(insert(receipts).from_select(["message_id", "user_id", "kind"], fresh))
+    conn.execute(
+        update(occupants)
+        .where(occupants.c.dialog_id == d.id, occupants.c.user_id == caller)
+        .values(unread_count=0)
+    )

@@ -104,6 +104,6 @@ dialogs_receipts = Table(
         primary_key=True,
     ),
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
-    Column("kind", String(9), primary_key=True),  # read | delivered
+    Column("kind", String(9), primary_key=True),  # read | delivered | hidden (for me)
     Index(None, "user_id"),
 )

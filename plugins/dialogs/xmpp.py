@@ -4,11 +4,13 @@ save, bound it (SECURITY H66), and stamp the server's ids on the stanza (H59).""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from twisted.words.xish import domish
 
 from plugins.dialogs.history import NewMessage
+from plugins.dialogs.model import InvalidError
 from xmppd.errors import StanzaError
 
 NS_CLIENT = "jabber:client"
@@ -97,3 +99,84 @@ def stamp(extra: domish.Element, dialog_id: str, message_id: str, date_sent: int
     for name, value in (("dialog_id", dialog_id), ("message_id", message_id)):
         extra.addElement(name, content=value)
     extra.addElement("date_sent", content=str(date_sent))
+
+
+# Custom parameter names that make a safe XML element name (REST callers choose them).
+NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+
+
+def check_names(params: dict[str, Any], field: str = "base") -> None:
+    """:class:`InvalidError` unless every (nested) custom key is a plain element
+    name: they become ``extraParams`` children, and domish writes names raw."""
+    for key, value in params.items():
+        if not isinstance(key, str) or not NAME.fullmatch(key):
+            raise InvalidError(f"{key!r} is not a valid parameter name", field)
+        if isinstance(value, dict):
+            check_names(value, field)
+
+
+def _add_value(parent: domish.Element, name: str, value: Any) -> None:
+    """A custom parameter as an element; objects as nested elements (§4.5)."""
+    if not NAME.fullmatch(str(name)):
+        return  # never write a raw, caller-chosen name that is no element name
+    child = parent.addElement(name)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _add_value(child, str(key), item)
+    elif value is not None:
+        child.addContent(str(value))
+
+
+def _message(kind: str, sender: str, to: str, stanza_id: str | None = None) -> domish.Element:
+    msg = domish.Element((NS_CLIENT, "message"))
+    msg["type"], msg["from"], msg["to"] = kind, sender, to
+    if stanza_id:
+        msg["id"] = stanza_id
+    return msg
+
+
+def saved_stanza(view: dict[str, Any], sender: str, to: str) -> domish.Element:
+    """A stored Message (§5.2 object) as the ``type='chat'`` stanza a client's saved
+    message is delivered as (§4.5): body, ``extraParams`` with ``save_to_history``,
+    the stored ``dialog_id``/``message_id``/``date_sent``, custom parameters and
+    ``<attachment/>`` elements."""
+    msg = _message("chat", sender, to, view["_id"])
+    if view.get("message") is not None:
+        msg.addElement("body", content=str(view["message"]))
+    extra = msg.addElement((NS_CLIENT, "extraParams"))
+    extra.addElement("save_to_history", content="1")
+    skip = {"_id", "chat_dialog_id", "message", "date_sent", "sender_id", "recipient_id"}
+    skip |= {"read_ids", "delivered_ids", "attachments", "read", "created_at", "updated_at"}
+    for key, value in view.items():
+        if key not in skip and key not in RESERVED:
+            _add_value(extra, key, value)
+    for attachment in view.get("attachments") or []:
+        element = extra.addElement("attachment")
+        for key, value in attachment.items():
+            if key in ATTACHMENT_KEYS and value is not None:
+                element[key] = str(value)
+    stamp(extra, view["chat_dialog_id"], view["_id"], view["date_sent"])
+    return msg
+
+
+def remove_stanza(dialog_id: str, message_id: str, sender: str, to: str) -> domish.Element:
+    """The delete notification (§4.5): ``<remove xmlns='urn:xmpp:message-delete:0'
+    id='{message_id}'/>`` and ``extraParams/dialog_id``, ``type='chat'``."""
+    msg = _message("chat", sender, to)
+    msg.addElement(("urn:xmpp:message-delete:0", "remove"))["id"] = message_id
+    msg.addElement((NS_CLIENT, "extraParams")).addElement("dialog_id", content=dialog_id)
+    return msg
+
+
+def system_stanza(
+    message_id: str, body: str | None, params: dict[str, Any], sender: str, to: str
+) -> domish.Element:
+    """A system message (§4.5): ``type='headline'`` with
+    ``extraParams/moduleIdentifier=SystemNotifications`` and the custom parameters."""
+    msg = _message("headline", sender, to, message_id)
+    if body is not None:
+        msg.addElement("body", content=body)
+    extra = msg.addElement((NS_CLIENT, "extraParams"))
+    for key, value in params.items():
+        _add_value(extra, key, value)
+    return msg

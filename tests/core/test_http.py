@@ -88,6 +88,26 @@ def test_body_over_the_bound_is_413(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
+def test_a_mount_may_have_its_own_body_cap(tmp_path):
+    """``mount(..., max_body_size=N)``: that prefix (and below) takes N bytes; the
+    rest of the site, a shorter prefix included, keeps [http] max_body_size."""
+    web = yield Web.start(tmp_path, http={"max_body_size": 1024})
+    try:
+        web.h.server.http.mount("/echo", Echo())
+        web.h.server.http.mount("/echo/big", Echo(), max_body_size=4096)
+        r = yield web.request("POST", "/echo/big/x?a=1", body=b"x" * 4096)
+        assert (r.code, r.json["length"]) == (200, 4096)
+        r = yield web.request("POST", "/echo/big/x", body=b"x" * 4097)
+        assert r.code == 413
+        r = yield web.request("POST", "/echo/bigger", body=b"x" * 1025)
+        assert r.code == 413
+        r = yield web.request("POST", "/echo", body=b"x" * 2048)
+        assert r.code == 413
+    finally:
+        yield web.stop()
+
+
+@pytest_twisted.inlineCallbacks
 def test_tls_listener_serves_the_same_site(tmp_path):
     """The HTTPS listener uses the c2s certificate ([tls]) and the same mounts."""
     web = yield Web.start(tmp_path)

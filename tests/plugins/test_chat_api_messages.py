@@ -173,3 +173,215 @@ async def test_update_marks_read_delivered_and_edits(tmp_path):
         assert two["read_ids"] == [ids["bob"]]
     finally:
         await web.stop()
+
+
+async def pair(web, *logins):
+    """Users signed up, known to the harness, online; ann's private dialog with bob."""
+    ids, tok = await people(web, *logins)
+    for login in logins:
+        web.h.users[login] = SimpleNamespace(id=ids[login])
+    online = {login: await web.h.login(login, available=True) for login in logins}
+    body = {"type": 3, "occupants_ids": str(ids["bob"])}
+    r = await web.request("POST", "/chat/Dialog.json", json_body=body, headers=cc(tok["ann"]))
+    assert r.code == 201, r.body
+    return ids, tok, online, r.json["_id"]
+
+
+async def post(web, token, dialog_id, text, **extra):
+    """§5.2 message.create; the clock moves on so that the order is certain."""
+    web.h.clock.advance(1)
+    body = {"chat_dialog_id": dialog_id, "message": text, **extra}
+    r = await web.request("POST", "/chat/Message.json", json_body=body, headers=cc(token))
+    assert r.code == 201, r.body
+    return r.json
+
+
+def child(element, name):
+    return next(c for c in element.elements() if c.name == name)
+
+
+@pytest_twisted.ensureDeferred
+async def test_create_stores_and_send_to_chat_delivers(tmp_path, db_url):
+    """§5.2 message.create stores like XMPP; send_to_chat=1 delivers the §4.5 saved stanza."""
+    web = await start_web(tmp_path, db_url)
+    try:
+        ids, tok, online, dialog_id = await pair(web, "ann", "bob", "cat")
+        attachment = {"uid": "u1", "type": "image", "size": 7}
+        m = await post(web, tok["ann"], dialog_id, "hi", mood="good", attachments=[attachment])
+        assert (m["chat_dialog_id"], m["message"], m["sender_id"]) == (dialog_id, "hi", ids["ann"])
+        assert (m["recipient_id"], m["mood"], m["attachments"]) == (
+            ids["bob"],
+            "good",
+            [attachment],
+        )
+        assert len(m["_id"]) == 24 and m["created_at"].endswith("Z")
+        await web.h.settle()
+        assert online["bob"].take() == []  # stored only
+        r = await web.request("GET", "/chat/Dialog.json", headers=cc(tok["bob"]))
+        d = r.json["items"][0]
+        assert (d["last_message"], d["last_message_id"], d["unread_messages_count"]) == (
+            "hi",
+            m["_id"],
+            1,
+        )
+
+        sent = await post(web, tok["ann"], dialog_id, "there", send_to_chat=1, mood="ok")
+        [stanza] = await received(web, online["bob"], 1)
+        assert (stanza["type"], stanza["id"], stanza["from"]) == (
+            "chat",
+            sent["_id"],
+            web.h.jid_of("ann"),
+        )
+        assert str(child(stanza, "body")) == "there"
+        extra = child(stanza, "extraParams")
+        assert str(child(extra, "dialog_id")) == dialog_id
+        assert str(child(extra, "message_id")) == sent["_id"]
+        assert str(child(extra, "mood")) == "ok"
+        assert online["ann"].take() == [] and online["cat"].take() == []
+
+        assert (
+            await web.request(
+                "POST",
+                "/chat/Message.json",
+                json_body={"chat_dialog_id": dialog_id, "message": "x"},
+                headers=cc(tok["cat"]),
+            )
+        ).code == 403
+        missing = {"chat_dialog_id": "0123456789abcdef01234567", "message": "x"}
+        r = await web.request(
+            "POST", "/chat/Message.json", json_body=missing, headers=cc(tok["ann"])
+        )
+        assert r.code == 404
+        r = await web.request(
+            "POST", "/chat/Message.json", json_body={"message": "x"}, headers=cc(tok["ann"])
+        )
+        assert r.code == 422
+        bad = {"chat_dialog_id": dialog_id, "message": "x", "k'/><body>": "1"}
+        r = await web.request("POST", "/chat/Message.json", json_body=bad, headers=cc(tok["ann"]))
+        assert r.code == 422  # custom names become extraParams elements
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_for_me_and_for_everyone(tmp_path, db_url):
+    """§5.2 message.delete: hide for me; force=1 by the sender, §4.5 remove notification."""
+    web = await start_web(tmp_path, db_url)
+    try:
+        ids, tok, online, dialog_id = await pair(web, "ann", "bob")
+        one = await post(web, tok["ann"], dialog_id, "one")
+        two = await post(web, tok["ann"], dialog_id, "two")
+        path = f"/chat/Message.json?chat_dialog_id={dialog_id}&mark_as_read=0"
+        unread = f"/chat/Message/unread.json?chat_dialog_ids={dialog_id}"
+
+        r = await web.request("DELETE", f"/chat/Message/{one['_id']}.json", headers=cc(tok["bob"]))
+        assert (r.code, r.json) == (200, {})
+        r = await web.request("GET", path, headers=cc(tok["bob"]))
+        assert [m["message"] for m in r.json["items"]] == ["two"]
+        r = await web.request("GET", path, headers=cc(tok["ann"]))
+        assert [m["message"] for m in r.json["items"]] == ["one", "two"]
+        assert (await web.request("GET", unread, headers=cc(tok["bob"]))).json[dialog_id] == 1
+
+        gone = f"/chat/Message/{two['_id']}.json"
+        r = await web.request("DELETE", gone, form={"force": "1"}, headers=cc(tok["bob"]))
+        assert r.code == 403
+        online["bob"].take()
+        r = await web.request("DELETE", gone, form={"force": "1"}, headers=cc(tok["ann"]))
+        assert r.code == 200, r.body
+        [note] = await received(web, online["bob"], 1)
+        remove = child(note, "remove")
+        assert (note["type"], remove.uri, remove["id"]) == (
+            "chat",
+            "urn:xmpp:message-delete:0",
+            two["_id"],
+        )
+        assert str(child(child(note, "extraParams"), "dialog_id")) == dialog_id
+        r = await web.request("GET", "/chat/Dialog.json", headers=cc(tok["bob"]))
+        d = r.json["items"][0]
+        assert (d["last_message"], d["last_message_id"], d["unread_messages_count"]) == (
+            "one",
+            one["_id"],
+            0,
+        )
+        r = await web.request("GET", path, headers=cc(tok["ann"]))
+        assert [m["message"] for m in r.json["items"]] == ["one"]
+
+        mine = f"/chat/Message/{one['_id']}.json"
+        assert (await web.request("DELETE", mine, headers=cc(tok["ann"]))).code == 200
+        assert (await web.request("DELETE", mine, headers=cc(tok["ann"]))).code == 404
+        hers = await post(web, tok["bob"], dialog_id, "hers")
+        unknown = "0123456789abcdef01234567"
+        several = f"/chat/Message/{one['_id']},{hers['_id']},{unknown}.json"
+        r = await web.request("DELETE", several, form={"force": "1"}, headers=cc(tok["ann"]))
+        assert r.json == {
+            "SuccessfullyDeleted": {"ids": [one["_id"]]},
+            "NotFound": {"ids": [unknown]},
+            "WrongPermissions": {"ids": [hers["_id"]]},
+        }
+        assert (
+            await web.request("DELETE", f"/chat/Message/{unknown}.json", headers=cc(tok["ann"]))
+        ).code == 404
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_clear_history_for_the_caller(tmp_path):
+    """§5.1 dialog.clearHistory hides the history for the caller only; unread 0."""
+    web = await start_web(tmp_path)
+    try:
+        ids, tok, online, dialog_id = await pair(web, "ann", "bob", "cat")
+        await post(web, tok["ann"], dialog_id, "one")
+        await post(web, tok["ann"], dialog_id, "two")
+        clear = f"/chat/Dialog/clearHistory/{dialog_id}.json"
+        assert (await web.request("DELETE", clear, headers=cc(tok["cat"]))).code == 403
+        r = await web.request("DELETE", clear, headers=cc(tok["bob"]))
+        assert (r.code, r.json) == (200, {})
+        path = f"/chat/Message.json?chat_dialog_id={dialog_id}"
+        assert (await web.request("GET", path, headers=cc(tok["bob"]))).json["items"] == []
+        assert len((await web.request("GET", path, headers=cc(tok["ann"]))).json["items"]) == 2
+        r = await web.request("GET", "/chat/Message/unread.json", headers=cc(tok["bob"]))
+        assert r.json == {"total": 0}
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_system_message_is_a_headline_never_stored(tmp_path):
+    """§5.2 message.createSystem: a §4.5 SystemNotifications headline, never stored."""
+    web = await start_web(tmp_path)
+    try:
+        ids, tok = await people(web, "ann", "bob")
+        for login in ("ann", "bob"):
+            web.h.users[login] = SimpleNamespace(id=ids[login])
+        bob = await web.h.login("bob", available=True)
+        body = {"recipientId": ids["bob"], "kind": "invite"}
+        r = await web.request(
+            "POST", "/chat/Message/system.json", json_body=body, headers=cc(tok["ann"])
+        )
+        assert r.code == 200, r.body
+        assert r.json["recipientId"] == ids["bob"] and len(r.json["messageId"]) == 24
+        assert r.json["extensionParams"] == {
+            "moduleIdentifier": "SystemNotifications",
+            "kind": "invite",
+        }
+        [stanza] = await received(web, bob, 1)
+        assert (stanza["type"], stanza["id"], stanza["from"]) == (
+            "headline",
+            r.json["messageId"],
+            web.h.jid_of("ann"),
+        )
+        extra = child(stanza, "extraParams")
+        assert (str(child(extra, "moduleIdentifier")), str(child(extra, "kind"))) == (
+            "SystemNotifications",
+            "invite",
+        )
+        r = await web.request("GET", "/chat/Dialog.json", headers=cc(tok["bob"]))
+        assert r.json["items"] == []
+        missing = {"recipientId": 999999}
+        r = await web.request(
+            "POST", "/chat/Message/system.json", json_body=missing, headers=cc(tok["ann"])
+        )
+        assert r.code == 404
+    finally:
+        await web.stop()

@@ -356,6 +356,23 @@ async function flow() {
       `not in history: ${JSON.stringify(history.items)}`);
     return { id, dialog_id: message.dialog_id };
   });
+  await step('storage_upload_download', async () => {
+    // SDK-CONTRACT §5.3: create, the SDK's own multipart upload, complete; then both URLs.
+    const bytes = Buffer.from(`attachment ${suffix}`);
+    const blob = await a.cc.storage.createAndUpload({
+      name: 'note.txt', file: bytes, type: 'text/plain', size: bytes.length, public: false,
+    });
+    check(blob.uid && blob.size === bytes.length, JSON.stringify(blob));
+    const info = await a.cc.storage.getInfo(blob.id);
+    check(info.blob?.size === bytes.length, `info ${JSON.stringify(info)}`);
+    const url = a.cc.storage.privateUrl(blob.uid);
+    const got = await fetch(url);
+    const text = await got.text();
+    check(got.status === 200 && text === bytes.toString(), `${got.status} ${text}`);
+    const anonymous = await fetch(a.cc.storage.publicUrl(blob.uid));
+    check(anonymous.status === 401, `without token ${anonymous.status}`);
+    return { id: blob.id, uid: blob.uid, size: blob.size };
+  });
 }
 
 async function disconnectAll() {

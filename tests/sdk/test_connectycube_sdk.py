@@ -227,6 +227,12 @@ def test_history_and_unread_counts(flow: FlowRun) -> None:
     flow.assert_ok(*HISTORY_STEPS)
 
 
+def test_storage(flow: FlowRun) -> None:
+    """SDK-CONTRACT §5.3: storage.createAndUpload through the SDK's own multipart
+    upload, getInfo, and the private URL serving the bytes (none without a token)."""
+    flow.assert_ok("storage_upload_download")
+
+
 def test_disconnect_and_exit(flow: FlowRun) -> None:
     """SDK-CONTRACT §4.10, §3.1: chat.disconnect() for both users, DELETE /login.json,
     DELETE /session.json (always attempted, even after a failed step)."""
