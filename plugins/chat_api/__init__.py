@@ -93,6 +93,26 @@ class ChatApi(Plugin):
             raise no_session()
         return info
 
+    async def user_session(self, call: Call) -> TokenInfo:
+        """A user's live session; an application session gets 403 (dialogs and
+        messages belong to users, SDK-CONTRACT §5)."""
+        session = await self.session(call)
+        if not session.user_id:
+            raise ApiError(403, {"base": ["Forbidden. Need user."]})
+        return session
+
+    async def store_call(self, fn: Any, *args: Any) -> Any:
+        """Await a dialogs-store call; its refusals become 404, 403 and 422."""
+        store = self.ctx.plugin("dialogs")
+        try:
+            return await fn(*args)
+        except store.NotFoundError as e:
+            raise ApiError(404, {"base": [e.message]}) from None
+        except store.ForbiddenError as e:
+            raise ApiError(403, {"base": [e.message]}) from None
+        except store.InvalidError as e:
+            raise ApiError(422, {e.field: [e.message]}) from None
+
     async def app_by_key(self, auth_key: str | None) -> App:
         """The app of a ``CB-AuthKey`` header (sign-up without a session)."""
         app = await self.db.run(_app_by_key, auth_key) if auth_key else None

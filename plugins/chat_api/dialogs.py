@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from plugins.chat_api.rest import ApiError, Call
 from plugins.chat_api.users import fetch_many, iso, user_json
-from xmppd.accounts import TokenInfo
 
 if TYPE_CHECKING:
     from plugins.chat_api import ChatApi
@@ -75,34 +74,17 @@ class DialogRoutes:
             body["data"] = d.extensions  # COMPAT: QuickBlox reads custom data as `data` (§7)
         return body
 
-    async def _user(self, call: Call) -> TokenInfo:
-        session = await self.api.session(call)
-        if not session.user_id:
-            raise ApiError(403, {"base": ["Forbidden. Need user."]})
-        return session
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        store = self.store
-        try:
-            return await fn(*args)
-        except store.NotFoundError as e:
-            raise ApiError(404, {"base": [e.message]}) from None
-        except store.ForbiddenError as e:
-            raise ApiError(403, {"base": [e.message]}) from None
-        except store.InvalidError as e:
-            raise ApiError(422, {e.field: [e.message]}) from None
-
     async def create(self, call: Call) -> Any:
         """§5.1 ``dialog.create``: 201 with a new dialog, 200 with a private pair's existing one."""
-        s = await self._user(call)
-        d, created = await self._run(self.store.create, s.app_id, s.user_id, call.params)
+        s = await self.api.user_session(call)
+        d, created = await self.api.store_call(self.store.create, s.app_id, s.user_id, call.params)
         return (201 if created else 200), self.dialog_json(d)
 
     async def list(self, call: Call) -> Any:
         """§5.1 ``dialog.list``: ``{total_entries, skip, limit, items}``; with ``count=1``
         no items (the total in ``total_entries`` and ``items_count``)."""
-        s = await self._user(call)
-        page = await self._run(self.store.list, s.app_id, s.user_id, call.params)
+        s = await self.api.user_session(call)
+        page = await self.api.store_call(self.store.list, s.app_id, s.user_id, call.params)
         body = {
             "total_entries": page["total"],
             "skip": page["skip"],
@@ -115,28 +97,32 @@ class DialogRoutes:
 
     async def update(self, call: Call) -> Any:
         """§5.1 ``dialog.update``: fields and ``push_all``/``pull_all`` -> Dialog."""
-        s = await self._user(call)
-        d = await self._run(self.store.update, s.app_id, s.user_id, call.match[1], call.params)
+        s = await self.api.user_session(call)
+        d = await self.api.store_call(
+            self.store.update, s.app_id, s.user_id, call.match[1], call.params
+        )
         return self.dialog_json(d)
 
     async def admins(self, call: Call) -> Any:
         """§5.1 ``dialog.addAdmins``/``removeAdmins``: ``{push_all|pull_all: {admins_ids}}``."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         changes = {
             key: {"admins_ids": call.params[key].get("admins_ids")}
             for key in ("push_all", "pull_all")
             if isinstance(call.params.get(key), dict)
         }
-        d = await self._run(self.store.update, s.app_id, s.user_id, call.match[1], changes)
+        d = await self.api.store_call(
+            self.store.update, s.app_id, s.user_id, call.match[1], changes
+        )
         return self.dialog_json(d)
 
     async def delete(self, call: Call) -> Any:
         """§5.1 ``dialog.delete``: comma-joined ids, form body ``force=1``; several
         ids answer ``{SuccessfullyDeleted, NotFound, WrongPermissions}``."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         ids = [i.strip() for i in call.match[1].split(",") if i.strip()]
         force = _true(call.params.get("force", ""))
-        result = await self._run(self.store.delete, s.app_id, s.user_id, ids, force)
+        result = await self.api.store_call(self.store.delete, s.app_id, s.user_id, ids, force)
         if len(ids) == 1:
             if result["NotFound"]:
                 raise ApiError(404, {"base": ["Entity you are looking for was not found"]})
@@ -147,35 +133,39 @@ class DialogRoutes:
 
     async def subscribe(self, call: Call) -> Any:
         """§5.1 ``dialog.subscribe`` (public dialogs) -> Dialog."""
-        s = await self._user(call)
-        d = await self._run(self.store.subscribe, s.app_id, s.user_id, call.match[1])
+        s = await self.api.user_session(call)
+        d = await self.api.store_call(self.store.subscribe, s.app_id, s.user_id, call.match[1])
         return self.dialog_json(d)
 
     async def unsubscribe(self, call: Call) -> Any:
         """§5.1 ``dialog.unsubscribe`` -> ``{}`` (the SDK reads text)."""
-        s = await self._user(call)
-        await self._run(self.store.unsubscribe, s.app_id, s.user_id, call.match[1])
+        s = await self.api.user_session(call)
+        await self.api.store_call(self.store.unsubscribe, s.app_id, s.user_id, call.match[1])
         return {}
 
     async def occupants(self, call: Call) -> Any:
         """§5.1 ``dialog.getPublicOccupants``: ``{items: [User]}``, ``limit``/``skip``."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         try:
             limit = min(max(int(call.params.get("limit") or 100), 1), 100)
             skip = max(int(call.params.get("skip") or 0), 0)
         except ValueError:
             raise ApiError(422, {"base": ["limit and skip must be integers"]}) from None
-        ids = await self._run(self.store.public_occupants, s.app_id, call.match[1], limit, skip)
+        ids = await self.api.store_call(
+            self.store.public_occupants, s.app_id, call.match[1], limit, skip
+        )
         rows = await self.api.db.run(fetch_many, s.app_id, ids)
         return {"items": [user_json(r) for r in rows], "limit": limit, "skip": skip}
 
     async def notifications(self, call: Call) -> Any:
         """§5.1 ``dialog.get/updateNotificationsSettings``: ``{notifications: {enabled}}``."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         enabled = None
         if call.request.method == b"PUT":
             if "enabled" not in call.params:
                 raise ApiError(422, {"enabled": ["is required"]})
             enabled = _true(call.params["enabled"])
-        on = await self._run(self.store.notifications, s.app_id, s.user_id, call.match[1], enabled)
+        on = await self.api.store_call(
+            self.store.notifications, s.app_id, s.user_id, call.match[1], enabled
+        )
         return {"notifications": {"enabled": int(on)}}

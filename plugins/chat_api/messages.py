@@ -34,31 +34,16 @@ class MessageRoutes:
         api.api.route("DELETE", r"chat/Message/([^/]+)\.json", self.delete)
         api.api.route("DELETE", r"chat/Dialog/clearHistory/([^/]+)\.json", self.clear)
 
-    async def _user(self, call: Call) -> Any:
-        session = await self.api.session(call)
-        if not session.user_id:
-            raise ApiError(403, {"base": ["Forbidden. Need user."]})
-        return session
-
-    async def _run(self, fn: Any, *args: Any) -> Any:
-        store = self.store
-        try:
-            return await fn(*args)
-        except store.NotFoundError as e:
-            raise ApiError(404, {"base": [e.message]}) from None
-        except store.ForbiddenError as e:
-            raise ApiError(403, {"base": [e.message]}) from None
-        except store.InvalidError as e:
-            raise ApiError(422, {e.field: [e.message]}) from None
-
     async def list(self, call: Call) -> Any:
         """§5.2 ``message.list``: ``{skip, limit, items: [Message]}``, sorted by
         ``date_sent``; marks the returned messages read unless ``mark_as_read=0``."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         dialog_id = str(call.params.get("chat_dialog_id") or "").strip()
         if not dialog_id:
             raise ApiError(422, {"chat_dialog_id": ["is required"]})
-        page = await self._run(self.store.messages, s.app_id, s.user_id, dialog_id, call.params)
+        page = await self.api.store_call(
+            self.store.messages, s.app_id, s.user_id, dialog_id, call.params
+        )
         for m in page["items"]:
             m["created_at"], m["updated_at"] = iso(m["created_at"]), iso(m["updated_at"])
         return page
@@ -67,32 +52,34 @@ class MessageRoutes:
         """§5.2 ``message.update``: ``PUT /chat/Message/{id1,id2}.json`` (no ids: the
         whole dialog) with ``chat_dialog_id`` and ``read=1``, ``delivered=1`` or
         ``message`` (the sender's new text) -> ``{}``."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         dialog_id = str(call.params.get("chat_dialog_id") or "").strip()
         if not dialog_id:
             raise ApiError(422, {"chat_dialog_id": ["is required"]})
         raw = call.match[1] if call.match.groups() else ""
         ids = [i.strip() for i in raw.split(",") if i.strip()]
         update = self.store.update_messages
-        await self._run(update, s.app_id, s.user_id, dialog_id, ids, call.params)
+        await self.api.store_call(update, s.app_id, s.user_id, dialog_id, ids, call.params)
         return {}
 
     async def unread(self, call: Call) -> Any:
         """§5.2 ``message.unreadCount``: ``{total, "{dialog_id}": n...}``; the ids
         arrive joined with ``", "``."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         raw = call.params.get("chat_dialog_ids") or ""
         items = raw if isinstance(raw, list) else str(raw).split(",")
         ids = [str(i).strip() for i in items if str(i).strip()]
-        return await self._run(self.store.unread, s.app_id, s.user_id, ids)
+        return await self.api.store_call(self.store.unread, s.app_id, s.user_id, ids)
 
     async def create(self, call: Call) -> Any:
         """§5.2 ``message.create``: ``chat_dialog_id`` (or ``recipient_id``),
         ``message``, ``attachments``, custom fields -> ``201 Message``; with
         ``send_to_chat=1`` also delivered over XMPP (§4.5) to the other occupants."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         params = dict(call.params)
-        view, dialog = await self._run(self.store.create_message, s.app_id, s.user_id, params)
+        view, dialog = await self.api.store_call(
+            self.store.create_message, s.app_id, s.user_id, params
+        )
         if _true(params.get("send_to_chat", "")):
             self.store.send_saved(s.app_id, view, dialog)
         view["created_at"], view["updated_at"] = iso(view["created_at"]), iso(view["updated_at"])
@@ -102,11 +89,11 @@ class MessageRoutes:
         """§5.2 ``message.delete``: comma-joined ids, form body ``force=1`` (the
         sender, for everyone, with the XMPP delete notification of §4.5); several
         ids answer ``{SuccessfullyDeleted, NotFound, WrongPermissions}``."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         ids = [i.strip() for i in call.match[1].split(",") if i.strip()]
         force = _true(call.params.get("force", ""))
         remove = self.store.delete_messages
-        result, removed = await self._run(remove, s.app_id, s.user_id, ids, force)
+        result, removed = await self.api.store_call(remove, s.app_id, s.user_id, ids, force)
         self.store.send_removed(s.app_id, s.user_id, removed)
         if len(ids) == 1:
             if result["NotFound"]:
@@ -119,8 +106,8 @@ class MessageRoutes:
     async def clear(self, call: Call) -> Any:
         """§5.1 ``dialog.clearHistory``: ``DELETE /chat/Dialog/clearHistory/{id}.json``
         hides the dialog's messages for the caller, his unread count 0 -> ``{}``."""
-        s = await self._user(call)
-        await self._run(self.store.clear_history, s.app_id, s.user_id, call.match[1])
+        s = await self.api.user_session(call)
+        await self.api.store_call(self.store.clear_history, s.app_id, s.user_id, call.match[1])
         return {}
 
     async def system(self, call: Call) -> Any:
@@ -128,7 +115,7 @@ class MessageRoutes:
         recipientId, extensionParams}``; a headline with ``moduleIdentifier`` =
         ``SystemNotifications`` (§4.5) to the recipient's online resources, never
         stored."""
-        s = await self._user(call)
+        s = await self.api.user_session(call)
         params = dict(call.params)
         raw = params.pop("recipientId", params.pop("recipient_id", None))
         try:
