@@ -14,11 +14,7 @@
 
 import ConnectyCube from 'connectycube';
 
-const env = (name, fallback) => {
-  const value = process.env[name] ?? fallback;
-  if (value === undefined) throw new Error(`${name} is not set`);
-  return value;
-};
+import { StepFailed, check, describe, env, report, stepper } from './steps.mjs';
 
 const STEP_TIMEOUT = Number(env('CC_STEP_TIMEOUT_MS', '10000'));
 const credentials = { appId: env('CC_APP_ID'), authKey: env('CC_AUTH_KEY') };
@@ -33,41 +29,7 @@ const config = {
   debug: { mode: 0 },
 };
 
-function report(step, ok, detail) {
-  process.stdout.write(JSON.stringify({ step, ok, detail: detail ?? null }) + '\n');
-}
-
-function describe(error) {
-  if (error instanceof Error) return `${error.name}: ${error.message}`;
-  if (error && typeof error === 'object') return JSON.stringify(error);
-  return String(error);
-}
-
-function bounded(promise, what, ms = STEP_TIMEOUT) {
-  let timer;
-  const guard = new Promise((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
-  });
-  return Promise.race([promise, guard]).finally(() => clearTimeout(timer));
-}
-
-class StepFailed extends Error {}
-
-async function step(name, fn) {
-  let detail;
-  try {
-    detail = await bounded(Promise.resolve().then(fn), name);
-  } catch (error) {
-    report(name, false, describe(error));
-    throw new StepFailed(name);
-  }
-  report(name, true, detail);
-  return detail;
-}
-
-function check(condition, message) {
-  if (!condition) throw new Error(message);
-}
+const { bounded, step } = stepper(STEP_TIMEOUT);
 
 const suffix = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
 const people = {
