@@ -40,22 +40,33 @@ async def received(web, client, count):
 
 
 @pytest_twisted.ensureDeferred
+async def sign_up(web, *logins):
+    """Users signed up over REST and known to the harness, for XMPP logins."""
+    ids, tok = await people(web, *logins)
+    for login in logins:
+        web.h.users[login] = SimpleNamespace(id=ids[login])
+    return ids, tok
+
+
+async def two_saved_messages(web, ann, bob):
+    """Ann sends Bob two saved messages (the first with a fresh client id); Bob's
+    two copies and the private dialog's id the server stamped on them."""
+    await send(web, ann, "bob", MID, "one", NOW - 1)
+    await send(web, ann, "bob", "x1", "two")
+    first, second = await received(web, bob, 2)
+    return first, second, str(child(child(first, "extraParams"), "dialog_id"))
+
+
 async def test_history_list_marks_read_and_unread_agree(tmp_path, db_url):
     """§5.2 message.list / unreadCount and §5.1 Dialog after two saved XMPP messages:
     Message fields with custom params top-level; mark_as_read=0 leaves the count;
     a plain list marks read (read_ids, read) and the counts drop to 0."""
     web = await start_web(tmp_path, db_url)
     try:
-        ids, tok = await people(web, "ann", "bob")
-        for login in ("ann", "bob"):
-            web.h.users[login] = SimpleNamespace(id=ids[login])
+        ids, tok = await sign_up(web, "ann", "bob")
         ann = await web.h.login("ann", available=True)
         bob = await web.h.login("bob", available=True)
-        await send(web, ann, "bob", MID, "one", NOW - 1)
-        await send(web, ann, "bob", "x1", "two")
-        [first, second] = await received(web, bob, 2)
-        extra = next(c for c in first.elements() if c.name == "extraParams")
-        dialog_id = str(next(c for c in extra.elements() if c.name == "dialog_id"))
+        first, second, dialog_id = await two_saved_messages(web, ann, bob)
 
         r = await web.request("GET", "/chat/Dialog.json", headers=cc(tok["bob"]))
         [d] = r.json["items"]
@@ -102,9 +113,7 @@ async def test_history_needs_an_occupant(tmp_path):
     dialog is 404; chat_dialog_id is required (422)."""
     web = await start_web(tmp_path)
     try:
-        ids, tok = await people(web, "ann", "bob", "cat")
-        for login in ("ann", "bob"):
-            web.h.users[login] = SimpleNamespace(id=ids[login])
+        ids, tok = await sign_up(web, "ann", "bob", "cat")
         ann = await web.h.login("ann", available=True)
         bob = await web.h.login("bob", available=True)
         await send(web, ann, "bob", MID, "secret")
@@ -126,16 +135,10 @@ async def test_update_marks_read_delivered_and_edits(tmp_path):
     dialog; delivered=1 adds delivered_ids; only the sender edits the text (H61)."""
     web = await start_web(tmp_path)
     try:
-        ids, tok = await people(web, "ann", "bob")
-        for login in ("ann", "bob"):
-            web.h.users[login] = SimpleNamespace(id=ids[login])
+        ids, tok = await sign_up(web, "ann", "bob")
         ann = await web.h.login("ann", available=True)
         bob = await web.h.login("bob", available=True)
-        await send(web, ann, "bob", MID, "one", NOW - 1)
-        await send(web, ann, "bob", "x1", "two")
-        [first, _] = await received(web, bob, 2)
-        extra = next(c for c in first.elements() if c.name == "extraParams")
-        dialog_id = str(next(c for c in extra.elements() if c.name == "dialog_id"))
+        first, _, dialog_id = await two_saved_messages(web, ann, bob)
         body = {"chat_dialog_id": dialog_id}
         unread = f"/chat/Message/unread.json?chat_dialog_ids={dialog_id}"
         r = await web.request(
@@ -177,9 +180,7 @@ async def test_update_marks_read_delivered_and_edits(tmp_path):
 
 async def pair(web, *logins):
     """Users signed up, known to the harness, online; ann's private dialog with bob."""
-    ids, tok = await people(web, *logins)
-    for login in logins:
-        web.h.users[login] = SimpleNamespace(id=ids[login])
+    ids, tok = await sign_up(web, *logins)
     online = {login: await web.h.login(login, available=True) for login in logins}
     body = {"type": 3, "occupants_ids": str(ids["bob"])}
     r = await web.request("POST", "/chat/Dialog.json", json_body=body, headers=cc(tok["ann"]))
@@ -351,9 +352,7 @@ async def test_system_message_is_a_headline_never_stored(tmp_path):
     """§5.2 message.createSystem: a §4.5 SystemNotifications headline, never stored."""
     web = await start_web(tmp_path)
     try:
-        ids, tok = await people(web, "ann", "bob")
-        for login in ("ann", "bob"):
-            web.h.users[login] = SimpleNamespace(id=ids[login])
+        ids, tok = await sign_up(web, "ann", "bob")
         bob = await web.h.login("bob", available=True)
         body = {"recipientId": ids["bob"], "kind": "invite"}
         r = await web.request(

@@ -12,21 +12,9 @@ from plugins.dialogs import model, query, store
 from plugins.dialogs.model import ForbiddenError, InvalidError, NotFoundError
 from plugins.dialogs.tables import dialogs_occupants
 from xmppd import accounts
-from xmppd.config import parse_config
-from xmppd.registry import plugin_migration_dirs
 from xmppd.storage import Database
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-
-
-@pytest.fixture
-def db(db_url: str):
-    database = Database(db_url)
-    database.migrate(plugin_migration_dirs(parse_config({"plugins": {"enabled": ["dialogs"]}})))
-    try:
-        yield database
-    finally:
-        database.stop()
 
 
 @pytest.fixture

@@ -18,24 +18,12 @@ from plugins.dialogs.model import ForbiddenError
 from plugins.dialogs.tables import dialogs_messages, dialogs_receipts
 from tests.harness import Harness
 from xmppd import accounts
-from xmppd.config import parse_config
-from xmppd.registry import plugin_migration_dirs
 from xmppd.storage import Database
 from xmppd.storage.tables import metadata
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 NOW = 1_800_000_000
 MID = "65f0c0ffee0000000000abcd"
-
-
-@pytest.fixture
-def db(db_url: str):
-    database = Database(db_url)
-    database.migrate(plugin_migration_dirs(parse_config({"plugins": {"enabled": ["dialogs"]}})))
-    try:
-        yield database
-    finally:
-        database.stop()
 
 
 @pytest.fixture
