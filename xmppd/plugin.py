@@ -61,7 +61,7 @@ EVENT_GRAMMAR = re.compile(
     rf"|iq-(?:get|set)/(?:bare|host|self)/.+:[A-Za-z_][\w.\-]*"
     rf"|stanza/.+:[A-Za-z_][\w.\-]*"
     r"|message/offline"
-    r"|stream-features|session-bound|session-closed|user-deleted"
+    r"|stream-features|session-bound|session-closed|session-available|session-unavailable|user-deleted"
     r"|disco-info|disco-items"
     r"|[a-z][a-z0-9_]*/[a-z][a-z0-9_\-]*)$"  # plugin-defined: "{plugin}/{event}"
 )

@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from xmppd.cluster import FanOut
 
 
+OutgoingFilter = Callable[[domish.Element], "domish.Element | None"]
+
+
 class Stream(Protocol):
     """What a session needs from its transport (c2s TCP now; WebSocket, BOSH later)."""
 
@@ -43,6 +46,7 @@ class Session:
         "interested",
         "directed",
         "slots",
+        "filters",
         "_inbox",
         "_busy",
         "closed",
@@ -62,6 +66,7 @@ class Session:
         self.interested = False  # requested the roster (RFC 6121 §2.1.6)
         self.directed: set[str] = set()  # full JIDs sent directed presence (§4.6)
         self.slots: dict[str, Any] = {}  # plugin state (xmppd.plugin.SessionSlot)
+        self.filters: list[tuple[int, OutgoingFilter]] = []  # highest priority first
         self._inbox: list[domish.Element] = []
         self._busy = False
         self.closed = False
@@ -75,8 +80,24 @@ class Session:
         return self.stream.peer_address
 
     def send(self, element: domish.Element) -> None:
-        if not self.closed:
-            self.stream.send(element)
+        """Send a stanza to this client through its outgoing filters."""
+        if self.closed:
+            return
+        for _, keep in self.filters:
+            element = keep(element)
+            if element is None:
+                return
+        self.stream.send(element)
+
+    def add_filter(self, keep: OutgoingFilter, priority: int = 0) -> None:
+        """Run ``keep(stanza)`` on every stanza sent to this client; it returns
+        the stanza to send (the same or another) or ``None`` to hold it back.
+        Higher priorities run first (privacy lists before client state)."""
+        self.filters.append((priority, keep))
+        self.filters.sort(key=lambda entry: -entry[0])
+
+    def remove_filter(self, keep: OutgoingFilter) -> None:
+        self.filters = [entry for entry in self.filters if entry[1] != keep]
 
     def close(self, condition: str, text: str | None = None) -> None:
         """End the stream with a stream error (RFC 6120 §4.9)."""

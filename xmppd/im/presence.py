@@ -59,6 +59,7 @@ class Presence:
             self._to_subscribers_and_self(session, stanza)
             if initial:
                 self._initial(session)
+                self.server.events.fire_all("session-available", session)
         elif kind == "unavailable":
             self._unavailable(session, stanza)
         elif kind == "error":
@@ -110,6 +111,8 @@ class Presence:
                 copy["to"] = target
                 self.router.deliver(copy)
         session.directed.clear()
+        if was_available:
+            self.server.events.fire_all("session-unavailable", session)
 
     def session_gone(self, session: Session) -> None:
         """§4.5.2: a stream that ends without unavailable presence gets one."""
