@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,26 @@ import pytest
 
 from xmppd.accounts import Accounts
 from xmppd.storage import Database
+
+# A test that fails before it stops its server leaves the database's pool threads
+# running; they are not daemon threads, so they would keep pytest from exiting.
+_started_databases: weakref.WeakSet[Database] = weakref.WeakSet()
+_database_start = Database.start
+
+
+def _tracked_start(self: Database) -> None:
+    _started_databases.add(self)
+    _database_start(self)
+
+
+Database.start = _tracked_start  # type: ignore[method-assign]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for database in list(_started_databases):
+        if database.threadpool.started:
+            database.threadpool.stop()
+
 
 PG_DSN = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3"
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test"

@@ -237,21 +237,42 @@ def create_user(
 
 
 def set_password(
-    conn: Connection, user_id: int, password: str, now: datetime | None = None
+    conn: Connection,
+    user_id: int,
+    password: str,
+    now: datetime | None = None,
+    keep_token: str | None = None,
 ) -> bool:
-    """New salt and keys; every API token of the user is revoked. False if no such user."""
+    """New salt and keys; every API token of the user is revoked but ``keep_token``
+    (the session that asked for the change), whose SCRAM keys are derived again
+    with the new salt so it stays an XMPP password. False if no such user."""
+    values = _password_keys(password)
     changed = conn.execute(
-        update(users)
-        .where(users.c.id == user_id)
-        .values(**_password_keys(password), updated_at=_at(now))
+        update(users).where(users.c.id == user_id).values(**values, updated_at=_at(now))
     ).rowcount
-    revoke_user_tokens(conn, user_id)
+    query = delete(tokens).where(tokens.c.user_id == user_id)
+    if keep_token is not None:
+        query = query.where(tokens.c.token_hash != _token_hash(keep_token))
+        keys = _scram_keys(keep_token, values["salt"], values["iterations"])
+        kept = update(tokens).where(
+            tokens.c.token_hash == _token_hash(keep_token), tokens.c.user_id == user_id
+        )
+        conn.execute(kept.values(**keys))
+    conn.execute(query)
     return bool(changed)
 
 
 def delete_user(conn: Connection, user_id: int) -> bool:
     """Delete the user; its tokens, roster and keyval rows go with it (ON DELETE CASCADE)."""
-    return bool(conn.execute(delete(users).where(users.c.id == user_id)).rowcount)
+    return remove_user(conn, user_id) is not None
+
+
+def remove_user(conn: Connection, user_id: int) -> User | None:
+    """:func:`delete_user`, returning the deleted account (None if there was none)."""
+    row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    if row is None or not conn.execute(delete(users).where(users.c.id == user_id)).rowcount:
+        return None
+    return _user(row)
 
 
 def list_users(conn: Connection, app_id: int) -> list[User]:
@@ -508,6 +529,9 @@ class Accounts:
         self._cache: OrderedDict[int, tuple[int | None, datetime | None]] = OrderedDict()
         self._cache_size = cache_size
         self._generation = 0  # bumped by deletes, so a lookup in flight cannot cache stale
+        # Called with the deleted User after delete_user; the running Server adds
+        # the one that closes the account's streams and fires ``user-deleted``.
+        self.deleted_listeners: list[Callable[[User], object]] = []
 
     def _now(self) -> datetime:
         return _utc(self.clock())
@@ -537,15 +561,23 @@ class Accounts:
 
         return d.addCallback(created)
 
-    def set_password(self, user_id: int, password: str) -> Deferred[bool]:
-        return self.db.run(set_password, user_id, password, now=self._now())
+    def set_password(
+        self, user_id: int, password: str, keep_token: str | None = None
+    ) -> Deferred[bool]:
+        return self.db.run(set_password, user_id, password, self._now(), keep_token)
 
     def delete_user(self, user_id: int) -> Deferred[bool]:
-        def deleted(found: bool) -> bool:
-            self.forget_user(user_id)
-            return found
+        """Delete the account, then tell :attr:`deleted_listeners` (in a running
+        server: its streams are closed, ``user-deleted`` fires; docs/plugins.md)."""
 
-        return self.db.run(delete_user, user_id).addCallback(deleted)
+        def deleted(user: User | None) -> bool:
+            self.forget_user(user_id)
+            if user is not None:
+                for listener in list(self.deleted_listeners):
+                    listener(user)
+            return user is not None
+
+        return self.db.run(remove_user, user_id).addCallback(deleted)
 
     def list_users(self, app_id: int) -> Deferred[list[User]]:
         return self.db.run(list_users, app_id)

@@ -17,7 +17,7 @@ from twisted.internet import defer, endpoints
 from twisted.logger import Logger
 from twisted.words.protocols.jabber.jid import JID
 
-from xmppd.accounts import Accounts
+from xmppd.accounts import Accounts, User
 from xmppd.cluster import InProcessFanOut
 from xmppd.config import Config
 from xmppd.events import EventBus
@@ -78,6 +78,7 @@ class Server:
         if config.http.websocket:
             self.http.mount(PATH, websocket_resource(self))  # RFC 7395, a core transport
         self.plugins = PluginSet(self, check(config))
+        self.accounts.deleted_listeners.append(self.user_deleted)
 
     def account_exists(self, bare: JID) -> Any:
         if bare.host != self.domain or bare.user is None:
@@ -97,6 +98,15 @@ class Server:
             old.closed = True
             self.presence.session_gone(old)
         yield self.events.fire("session-bound", session)
+
+    def user_deleted(self, user: User) -> None:
+        """An account was deleted through :meth:`Accounts.delete_user` (the REST
+        API, a plugin): its streams end with ``<not-authorized/>`` (RFC 6120
+        §4.9.3.12: it may no longer act as that entity), then every
+        ``user-deleted`` handler drops what it cached for the user id."""
+        for session in self.sessions.of(user.jid(self.domain)):
+            session.close("not-authorized", "The account has been deleted")
+        self.events.fire_all("user-deleted", user.id)
 
     def session_closed(self, session: Session) -> None:
         """The stream ended: unavailable presence (RFC 6121 §4.5.2), forget it."""

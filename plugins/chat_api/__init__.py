@@ -18,7 +18,9 @@ from sqlalchemy import select
 from plugins.chat_api.blobs import BlobRoutes
 from plugins.chat_api.dialogs import DialogRoutes
 from plugins.chat_api.messages import MessageRoutes
+from plugins.chat_api.providers import GOOGLE_KEYS_URL, Firebase, FirebaseKeys
 from plugins.chat_api.rest import Api, ApiError, Call, no_session
+from plugins.chat_api.search import SearchRoutes
 from plugins.chat_api.sessions import SessionRoutes
 from plugins.chat_api.signature import NonceStore
 from plugins.chat_api.tables import chat_api_blobs, chat_api_users
@@ -65,16 +67,25 @@ class ChatApi(Plugin):
         max_blob_size: int = opt(
             26_214_400, "Largest blob in bytes (the upload body cap follows it).", min=1024
         )
+        firebase_project_ids: list[str] = opt(
+            [], "Firebase projects whose phone sign-ins open sessions (empty: disabled)."
+        )
+        firebase_keys_url: str = opt(
+            GOOGLE_KEYS_URL, "Where Firebase ID token certificates are fetched (x509 JSON)."
+        )
 
     def __init__(self, ctx: PluginContext) -> None:
         super().__init__(ctx)
         self.db = ctx.db
         self.api = Api()
         self.nonces = NonceStore(ctx.clock, ctx.config.signature_skew)
+        keys = FirebaseKeys(ctx.config.firebase_keys_url, ctx.clock)
+        self.firebase = Firebase(keys, ctx.config.firebase_project_ids, ctx.clock)
         SessionRoutes(self)
         UserRoutes(self)
         DialogRoutes(self)
         MessageRoutes(self)
+        SearchRoutes(self)
         blobs = BlobRoutes(self)
         if ctx.http is not None:
             for prefix in MOUNTS:

@@ -27,6 +27,37 @@ def _true(value: Any) -> bool:
     return str(value).strip().lower() in ("1", "true")
 
 
+def dialog_json(store: Any, d: Dialog) -> dict[str, Any]:
+    """The Dialog object both SDKs read (SDK-CONTRACT §5.1); ``store`` is the
+    dialogs plugin."""
+    body = {
+        "_id": d.id,
+        "user_id": d.user_id,
+        "type": d.type,
+        "name": d.name,
+        "photo": d.photo,
+        "description": d.description,
+        "occupants_ids": d.occupants_ids,
+        "occupants_count": len(d.occupants_ids),
+        "admins_ids": d.admins_ids,
+        "pinned_messages_ids": d.pinned_messages_ids,
+        "xmpp_room_jid": store.room_jid(d),
+        "is_join_required": int(d.is_join_required),  # QuickBlox (§7)
+        "last_message": d.last_message,
+        "last_message_date_sent": d.last_message_date_sent,
+        "last_message_id": d.last_message_id,
+        "last_message_user_id": d.last_message_user_id,
+        "last_message_status": d.last_message_status,
+        "unread_messages_count": d.unread_messages_count,
+        "created_at": iso(d.created_at),
+        "updated_at": iso(d.updated_at),
+    }
+    if d.extensions is not None:
+        body["extensions"] = d.extensions
+        body["data"] = d.extensions  # COMPAT: QuickBlox reads custom data as `data` (§7)
+    return body
+
+
 class DialogRoutes:
     """The ``/chat/Dialog`` endpoints, on the plugin's API resource."""
 
@@ -46,33 +77,7 @@ class DialogRoutes:
         route("PUT", rf"chat/Dialog/{ID}/notifications\.json", self.notifications)
 
     def dialog_json(self, d: Dialog) -> dict[str, Any]:
-        """The Dialog object both SDKs read (SDK-CONTRACT §5.1)."""
-        body = {
-            "_id": d.id,
-            "user_id": d.user_id,
-            "type": d.type,
-            "name": d.name,
-            "photo": d.photo,
-            "description": d.description,
-            "occupants_ids": d.occupants_ids,
-            "occupants_count": len(d.occupants_ids),
-            "admins_ids": d.admins_ids,
-            "pinned_messages_ids": d.pinned_messages_ids,
-            "xmpp_room_jid": self.store.room_jid(d),
-            "is_join_required": int(d.is_join_required),  # QuickBlox (§7)
-            "last_message": d.last_message,
-            "last_message_date_sent": d.last_message_date_sent,
-            "last_message_id": d.last_message_id,
-            "last_message_user_id": d.last_message_user_id,
-            "last_message_status": d.last_message_status,
-            "unread_messages_count": d.unread_messages_count,
-            "created_at": iso(d.created_at),
-            "updated_at": iso(d.updated_at),
-        }
-        if d.extensions is not None:
-            body["extensions"] = d.extensions
-            body["data"] = d.extensions  # COMPAT: QuickBlox reads custom data as `data` (§7)
-        return body
+        return dialog_json(self.store, d)
 
     async def create(self, call: Call) -> Any:
         """§5.1 ``dialog.create``: 201 with a new dialog, 200 with a private pair's existing one."""

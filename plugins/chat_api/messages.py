@@ -1,10 +1,11 @@
 """The ``/chat/Message`` endpoints (SDK-CONTRACT §5.2) over the dialogs store's
-history (``plugins/dialogs/history.py``): list a dialog's history, create, mark
-read or delivered, edit, delete, unread counts, clear a dialog's history for the
-caller, and server-sent system messages.
+history (``plugins/dialogs/history.py``, ``reactions.py``): list a dialog's
+history, create, mark read or delivered, edit, delete, unread counts, clear a
+dialog's history for the caller, reactions, and server-sent system messages.
 
 Messages come into history over XMPP (``save_to_history``, §4.5) or through
-``POST /chat/Message.json``. Reactions are still to do (issue 3 "Messages").
+``POST /chat/Message.json``. Edits, deletes for everyone and reactions are
+notified over XMPP with the §4.5 stanzas the SDKs parse.
 """
 
 from __future__ import annotations
@@ -19,8 +20,9 @@ if TYPE_CHECKING:
 
 
 class MessageRoutes:
-    """``GET``/``PUT /chat/Message.json``, ``PUT /chat/Message/{ids}.json`` and
-    ``GET /chat/Message/unread.json``."""
+    """``GET``/``PUT``/``POST /chat/Message.json``, ``PUT``/``DELETE
+    /chat/Message/{ids}.json``, ``GET /chat/Message/unread.json``, ``GET``/``PUT
+    /chat/Message/{id}/reactions.json`` and ``POST /chat/Message/system.json``."""
 
     def __init__(self, api: ChatApi) -> None:
         self.api = api
@@ -33,6 +35,8 @@ class MessageRoutes:
         api.api.route("POST", r"chat/Message/system\.json", self.system)
         api.api.route("DELETE", r"chat/Message/([^/]+)\.json", self.delete)
         api.api.route("DELETE", r"chat/Dialog/clearHistory/([^/]+)\.json", self.clear)
+        api.api.route("GET", r"chat/Message/([^/,]+)/reactions\.json", self.reactions)
+        api.api.route("PUT", r"chat/Message/([^/,]+)/reactions\.json", self.react)
 
     async def list(self, call: Call) -> Any:
         """§5.2 ``message.list``: ``{skip, limit, items: [Message]}``, sorted by
@@ -51,7 +55,8 @@ class MessageRoutes:
     async def update(self, call: Call) -> Any:
         """§5.2 ``message.update``: ``PUT /chat/Message/{id1,id2}.json`` (no ids: the
         whole dialog) with ``chat_dialog_id`` and ``read=1``, ``delivered=1`` or
-        ``message`` (the sender's new text) -> ``{}``."""
+        ``message`` (the sender's new text, with the §4.5 edit notification to the
+        other occupants) -> ``{}``."""
         s = await self.api.user_session(call)
         dialog_id = str(call.params.get("chat_dialog_id") or "").strip()
         if not dialog_id:
@@ -59,7 +64,26 @@ class MessageRoutes:
         raw = call.match[1] if call.match.groups() else ""
         ids = [i.strip() for i in raw.split(",") if i.strip()]
         update = self.store.update_messages
-        await self.api.store_call(update, s.app_id, s.user_id, dialog_id, ids, call.params)
+        edited = await self.api.store_call(update, s.app_id, s.user_id, dialog_id, ids, call.params)
+        if edited:
+            self.store.send_edited(s.app_id, s.user_id, str(call.params["message"]), edited)
+        return {}
+
+    async def reactions(self, call: Call) -> Any:
+        """§5.2 ``message.listReactions``: ``{"{reaction}": [user ids]}``."""
+        s = await self.api.user_session(call)
+        return await self.api.store_call(self.store.reactions, s.app_id, s.user_id, call.match[1])
+
+    async def react(self, call: Call) -> Any:
+        """§5.2 ``message.addReaction`` / ``removeReaction``: ``{add?, remove?}``, one
+        reaction each -> ``{}`` (the SDK reads text); a change is notified (§4.5
+        ``<reactions/>``) to the occupants' online resources."""
+        s = await self.api.user_session(call)
+        add, remove = call.params.get("add"), call.params.get("remove")
+        change = await self.api.store_call(
+            self.store.update_reactions, s.app_id, s.user_id, call.match[1], add, remove
+        )
+        self.store.send_reactions(s.app_id, change)
         return {}
 
     async def unread(self, call: Call) -> Any:

@@ -1,17 +1,25 @@
 """API sessions (SDK-CONTRACT §3): ConnectyCube's unsigned and QuickBlox's
-signed ``POST /session.json``, ``GET``/``DELETE``, and ``POST``/``DELETE
-/login.json``, which turns the same token into a user session and back."""
+signed ``POST /session.json`` (with a login and password, as a new guest, or
+through an identity provider, ``providers.py``), ``GET``/``DELETE``, and
+``POST``/``DELETE /login.json``, which turns the same token into a user session
+and back."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import secrets
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select, update
+
+from plugins.chat_api import providers
 from plugins.chat_api.rest import ApiError, Call
 from plugins.chat_api.signature import check_signature
-from plugins.chat_api.users import fetch, iso, touch, user_json
+from plugins.chat_api.tables import chat_api_users as profiles
+from plugins.chat_api.users import fetch, iso, sign_up, sign_up_guest, touch, user_json
 from xmppd import accounts
+from xmppd.storage.tables import users
 
 if TYPE_CHECKING:
     from plugins.chat_api import ChatApi
@@ -30,6 +38,33 @@ def _find_user(conn: Any, app_id: int, credentials: dict[str, Any]) -> Any:
     if accounts.verify_password(conn, user, str(credentials.get("password") or "")):
         return row
     return None
+
+
+def _firebase_user(conn: Any, app_id: int, claims: dict[str, Any], now: Any) -> Any:
+    """The app's account of this Firebase uid (``sub``), created on its first
+    sign-in (login ``firebase-{uid}``, a random password nobody knows); its
+    ``phone`` is set to the token's verified ``phone_number`` each time.
+
+    Not a look-up by the ``phone`` column: any user may put any number on his
+    profile, and would then receive that number's sign-ins (docs/auth.md)."""
+    uid, phone = claims["sub"], claims["phone_number"]
+    query = select(profiles.c.user_id).join(users, users.c.id == profiles.c.user_id)
+    query = query.where(users.c.app_id == app_id, profiles.c.firebase_uid == uid)
+    user_id = conn.execute(query.order_by(profiles.c.user_id)).scalar()
+    if user_id is None:
+        login = f"firebase-{uid}"
+        if fetch(conn, app_id, login=login) is not None:  # taken by a sign-up: another
+            login = f"firebase-{secrets.token_hex(8)}"
+        account = {"login": login, "password": secrets.token_urlsafe(32)}
+        user_id = sign_up(conn, app_id, account, now).id
+    query = update(profiles).where(profiles.c.user_id == user_id)
+    conn.execute(query.values(firebase_uid=uid, phone=phone))
+    return fetch(conn, app_id, id=user_id)
+
+
+def _is_guest(credentials: dict[str, Any]) -> bool:
+    """ConnectyCube sends ``user: {guest: '1', full_name}`` (or ``true``)."""
+    return str(credentials.get("guest", "")).lower() in ("1", "true")
 
 
 def _unauthorized() -> ApiError:
@@ -62,15 +97,31 @@ class SessionRoutes:
             self.api.nonces.check(app.id, str(params.get("nonce")), str(params.get("timestamp")))
         row = None
         credentials = params.get("user")
-        if isinstance(credentials, dict) and "password" in credentials:
+        if params.get("provider"):
+            row = await self._by_provider(app.id, params)
+        elif isinstance(credentials, dict) and _is_guest(credentials):
+            row = await self.api.db.run(sign_up_guest, app.id, credentials, self.api.now())
+            self.api.ctx.accounts.forget_user(row.id)
+        elif isinstance(credentials, dict) and "password" in credentials:
             row = await self.api.db.run(_find_user, app.id, credentials)
             if row is None:
                 raise _unauthorized()
+        if row is not None:
             await self.api.db.run(touch, row.id, self.api.now())
         ttl = self.api.ctx.config.session_ttl
         token = await self.api.ctx.accounts.issue_token(app.id, row and row.id, ttl)
         info = await self.api.ctx.accounts.check_token(token, ttl)
         return 201, await self._session(call, token, info, params.get("nonce"))
+
+    async def _by_provider(self, app_id: int, params: dict[str, Any]) -> Any:
+        """``provider=firebase_phone``: a verified Firebase phone sign-in finds or
+        creates its user; other providers are 422."""
+        if params["provider"] not in providers.SUPPORTED:
+            raise providers.unsupported()
+        claims = await self.api.firebase.verify(params)
+        row = await self.api.db.run(_firebase_user, app_id, claims, self.api.now())
+        self.api.ctx.accounts.forget_user(row.id)
+        return row
 
     async def show(self, call: Call) -> Any:
         info = await self.api.session(call)

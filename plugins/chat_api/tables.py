@@ -1,7 +1,7 @@
 """The chat API's tables: the profile fields of a user that the core ``users``
 table does not have (SDK-CONTRACT §3.1 user fields), and blobs (§5.3)."""
 
-from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String, Table, Text
+from sqlalchemy import BigInteger, Boolean, Column, DateTime, ForeignKey, String, Table, Text, false
 
 from xmppd.storage.tables import Id, metadata
 
@@ -15,6 +15,14 @@ chat_api_users = Table(
     Column("tag_list", Text, nullable=True),  # comma-joined, as the SDKs send it
     Column("external_user_id", String(255), nullable=True),
     Column("last_request_at", DateTime(timezone=True), nullable=True),
+    Column("blob_id", BigInteger, nullable=True),  # the avatar blob (§5.3), not checked
+    Column("avatar", String(1024), nullable=True),  # ConnectyCube: an avatar URL or uid
+    Column("timezone", String(64), nullable=True),
+    # Guest accounts (ConnectyCube ``user.guest``): a generated login, no password.
+    Column("is_guest", Boolean, nullable=False, server_default=false()),
+    # The Firebase uid (``sub``) of an account made by a firebase_phone sign-in: the
+    # identity such a sign-in finds again (docs/auth.md); never set through the API.
+    Column("firebase_uid", String(128), nullable=True, index=True),
 )
 
 # Blobs (SDK-CONTRACT §5.3): the bytes live on disk under ``blob_dir``, in a file

@@ -17,7 +17,7 @@ from typing import Any
 from twisted.internet.defer import Deferred
 from twisted.words.xish import domish
 
-from plugins.dialogs import history, query, store, xmpp
+from plugins.dialogs import history, query, reactions, search, store, xmpp
 from plugins.dialogs.model import (
     PRIVATE,
     Dialog,
@@ -31,6 +31,7 @@ from plugins.dialogs.tables import (
     dialogs_dialogs,
     dialogs_messages,
     dialogs_occupants,
+    dialogs_reactions,
     dialogs_receipts,
 )
 from xmppd.accounts import parse_localpart
@@ -43,7 +44,13 @@ class Dialogs(Plugin):
 
     name = "dialogs"
     implements = ("ConnectyCube/QuickBlox chat dialogs (store)",)
-    tables = (dialogs_dialogs, dialogs_occupants, dialogs_messages, dialogs_receipts)
+    tables = (
+        dialogs_dialogs,
+        dialogs_occupants,
+        dialogs_messages,
+        dialogs_receipts,
+        dialogs_reactions,
+    )
     migrations = "migrations"
     DialogError = DialogError
     NotFoundError = NotFoundError  # unknown id, or another application's dialog
@@ -102,7 +109,8 @@ class Dialogs(Plugin):
     def update_messages(
         self, app_id: int, caller: int, dialog_id: str, ids: list[str], changes: dict
     ) -> Deferred:
-        """Mark read/delivered, or edit (``history.update_messages``)."""
+        """Mark read/delivered, or edit (``history.update_messages``); -> the edited
+        messages, for :meth:`send_edited`."""
         return self.db.run(
             history.update_messages, app_id, caller, dialog_id, ids, changes, self.now()
         )
@@ -122,6 +130,20 @@ class Dialogs(Plugin):
     def clear_history(self, app_id: int, caller: int, dialog_id: str) -> Deferred:
         return self.db.run(history.clear_history, app_id, caller, dialog_id)
 
+    def reactions(self, app_id: int, caller: int, message_id: str) -> Deferred:
+        """``{reaction: [user ids]}`` (``reactions.list_reactions``)."""
+        return self.db.run(reactions.list_reactions, app_id, caller, message_id)
+
+    def update_reactions(
+        self, app_id: int, caller: int, message_id: str, add: Any, remove: Any
+    ) -> Deferred:
+        """-> a :class:`reactions.Change` (``reactions.update_reactions``)."""
+        return self.db.run(reactions.update_reactions, app_id, caller, message_id, add, remove)
+
+    def search(self, app_id: int, viewer: int, params: dict) -> Deferred:
+        """-> ``{"dialogs": [Dialog], "messages": [Message]}`` (``search.search``)."""
+        return self.db.run(search.search, app_id, viewer, params)
+
     def jid(self, app_id: int, user_id: int) -> str:
         return f"{user_id}-{app_id}@{self.ctx.domain}"
 
@@ -134,14 +156,15 @@ class Dialogs(Plugin):
         return len(sessions)
 
     def send_saved(self, app_id: int, view: dict[str, Any], dialog: Dialog) -> None:
-        """Deliver a stored message to the dialog's other occupants online, as a
-        client's saved message is delivered (§4.5): ``type='chat'``, private only."""
+        """Route a stored message to the dialog's other occupant as a client's saved
+        message is routed (§4.5; RFC 6121 §8.5.2): ``type='chat'``, private only;
+        privacy lists, carbons and offline storage apply as to any message."""
         # TODO(issue 5): group and public dialogs deliver through the MUC room.
         sender = self.jid(app_id, view["sender_id"])
         for user_id in dialog.occupants_ids:
             if user_id != view["sender_id"] and dialog.type == PRIVATE:
                 to = self.jid(app_id, user_id)
-                self.to_online(app_id, user_id, xmpp.saved_stanza(view, sender, to))
+                self.ctx.router.deliver(xmpp.saved_stanza(view, sender, to))
 
     def send_removed(self, app_id: int, sender_id: int, removed: list) -> None:
         """The delete notification (§4.5) for ``history.delete_messages``'s ``removed``."""
@@ -152,6 +175,40 @@ class Dialogs(Plugin):
                 self.to_online(
                     app_id, user_id, xmpp.remove_stanza(dialog_id, message_id, sender, to)
                 )
+
+    def send_edited(self, app_id: int, sender_id: int, text: str, edited: list) -> None:
+        """The edit notification (§4.5 ``replace``) of ``history.update_messages``'s
+        edited messages, to the other occupants' online resources."""
+        # TODO(issue 5): group and public dialogs will notify through the MUC room.
+        sender = self.jid(app_id, sender_id)
+        for dialog_id, message_id, last, others in edited:
+            for user_id in others:
+                stanza = xmpp.edit_stanza(
+                    dialog_id, message_id, text, last, sender, self.jid(app_id, user_id), new_id()
+                )
+                self.to_online(app_id, user_id, stanza)
+
+    def send_reactions(self, app_id: int, change: reactions.Change) -> None:
+        """The reactions notification (§4.5) of ``update_reactions``'s change to the
+        occupants' online resources, the reactor's own included (his other devices:
+        a REST call has no resource of its own); nothing when nothing changed."""
+        # TODO(issue 5): group and public dialogs will notify through the MUC room.
+        changes = [("remove", change.removed)] if change.removed else []
+        changes += [("add", change.added)] if change.added else []
+        if not changes:
+            return
+        sender = self.jid(app_id, change.user_id)
+        for user_id in change.notified:
+            stanza = xmpp.reactions_stanza(
+                change.dialog_id,
+                change.message_id,
+                change.user_id,
+                changes,
+                sender,
+                self.jid(app_id, user_id),
+                new_id(),
+            )
+            self.to_online(app_id, user_id, stanza)
 
     def send_system(
         self, app_id: int, sender_id: int, recipient: int, body: str | None, params: dict

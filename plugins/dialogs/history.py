@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, case, delete, insert, literal, select, update
+from sqlalchemy import Connection, case, cast, delete, exists, func, insert, literal, select, update
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.exc import IntegrityError
 
 from plugins.dialogs import store
@@ -25,11 +26,13 @@ from plugins.dialogs.model import (
     ForbiddenError,
     InvalidError,
     new_id,
+    xml_text,
 )
 from plugins.dialogs.query import condition, to_int
 from plugins.dialogs.tables import dialogs_dialogs as dialogs
 from plugins.dialogs.tables import dialogs_messages as messages
 from plugins.dialogs.tables import dialogs_occupants as occupants
+from plugins.dialogs.tables import dialogs_reactions as reactions
 from plugins.dialogs.tables import dialogs_receipts as receipts
 
 MESSAGE_ID = re.compile(r"[0-9a-f]{24}")
@@ -111,15 +114,23 @@ def save(conn: Connection, app_id: int, m: NewMessage, now: datetime) -> tuple[s
     return dialog_id, message_id
 
 
-def _views(conn: Connection, rows: list[Any], viewer: int) -> list[dict[str, Any]]:
-    """Message objects (SDK-CONTRACT §5.2) for rows, receipts in one extra query."""
+def message_views(conn: Connection, rows: list[Any], viewer: int) -> list[dict[str, Any]]:
+    """Message objects (SDK-CONTRACT §5.2) for rows; receipts and reactions in
+    one extra query each."""
     seen: dict[str, dict[str, list[int]]] = {r.id: {"read": [], "delivered": []} for r in rows}
+    felt: dict[str, dict[str, Any]] = {r.id: {"own": [], "total": {}} for r in rows}
     if rows:
         query = select(receipts).where(
             receipts.c.message_id.in_(list(seen)), receipts.c.kind.in_(("read", "delivered"))
         )
         for r in conn.execute(query.order_by(receipts.c.user_id)):
             seen[r.message_id][r.kind].append(r.user_id)
+        query = select(reactions).where(reactions.c.message_id.in_(list(felt)))
+        for r in conn.execute(query.order_by(reactions.c.reaction, reactions.c.user_id)):
+            total = felt[r.message_id]["total"]
+            total[r.reaction] = total.get(r.reaction, 0) + 1
+            if r.user_id == viewer:
+                felt[r.message_id]["own"].append(r.reaction)
     out = []
     for r in rows:
         read = seen[r.id]["read"]
@@ -135,6 +146,7 @@ def _views(conn: Connection, rows: list[Any], viewer: int) -> list[dict[str, Any
                 "read_ids": read,
                 "delivered_ids": seen[r.id]["delivered"],
                 "attachments": json.loads(r.attachments),
+                "reactions": felt[r.id],  # {"own": [the viewer's], "total": {reaction: n}}
                 "read": int(viewer in read or viewer == r.sender_id),
                 "created_at": r.created_at,
                 "updated_at": r.updated_at,
@@ -151,6 +163,30 @@ _FIELDS = {
     "recipient_id": (messages.c.recipient_id, "int"),
     "updated_at": (messages.c.updated_at, "date"),
 }
+
+
+ATTACHMENT_TYPE = "attachments.type"  # a filter on the types of a message's attachments
+
+
+def _attachment_type(conn: Connection, op: str, raw: Any) -> Any:
+    """``attachments.type[op]=v`` in SQL: the message has an attachment of one of
+    the types (``eq``, ``in``) or none of them (``ne``, ``nin``), read from the
+    stored JSON list with the database's JSON functions, so paging stays exact."""
+    if op not in ("eq", "in", "ne", "nin"):
+        raise InvalidError(f"unsupported operator {op!r}", ATTACHMENT_TYPE)
+    items = raw if isinstance(raw, list) else str(raw).split(",") if op in ("in", "nin") else [raw]
+    kinds = [str(i).strip() for i in items if str(i).strip()]
+    if not kinds:
+        raise InvalidError("is required", ATTACHMENT_TYPE)
+    if conn.dialect.name == "postgresql":
+        each = func.jsonb_array_elements(cast(messages.c.attachments, JSONB))
+        element = each.table_valued("value").alias("attachment")
+        kind = element.c.value.op("->>")("type")
+    else:  # SQLite's JSON1 functions
+        element = func.json_each(messages.c.attachments).table_valued("value").alias("attachment")
+        kind = func.json_extract(element.c.value, "$.type")
+    found = exists(select(literal(1)).select_from(element).where(kind.in_(kinds)))
+    return found if op in ("eq", "in") else ~found
 
 
 def mark_read(
@@ -205,13 +241,17 @@ def list_messages(
     if not member and d.type not in OPEN_TYPES:
         raise ForbiddenError("You are not an occupant of this dialog")
     query = select(messages).where(
-        messages.c.dialog_id == d.id, messages.c.id.not_in(_hidden(viewer))
+        messages.c.dialog_id == d.id, messages.c.id.not_in(hidden_by(viewer))
     )
     for name in _FIELDS:
         value = params.get(name)
         for op, arg in value.items() if isinstance(value, dict) else [("eq", value)]:
             if arg is not None:
                 query = query.where(condition(name, str(op), arg, _FIELDS))
+    value = params.get(ATTACHMENT_TYPE)
+    for op, arg in value.items() if isinstance(value, dict) else [("eq", value)]:
+        if arg is not None:
+            query = query.where(_attachment_type(conn, str(op), arg))
     limit = min(max(to_int(params.get("limit"), DEFAULT_LIMIT, "limit"), 1), MAX_LIMIT)
     skip = max(to_int(params.get("skip"), 0, "skip"), 0)
     order = [messages.c.date_sent, messages.c.created_at, messages.c.id]
@@ -224,7 +264,7 @@ def list_messages(
     rows = conn.execute(query.order_by(*order).limit(limit).offset(skip)).all()
     if member and str(params.get("mark_as_read", "1")).strip().lower() not in ("0", "false"):
         mark_read(conn, d.id, viewer, [r.id for r in rows if r.sender_id != viewer])
-    return {"skip": skip, "limit": limit, "items": _views(conn, rows, viewer)}
+    return {"skip": skip, "limit": limit, "items": message_views(conn, rows, viewer)}
 
 
 def unread(conn: Connection, app_id: int, viewer: int, dialog_ids: list[str]) -> dict[str, int]:
@@ -247,10 +287,11 @@ def update_messages(
     ids: list[str],
     changes: dict[str, Any],
     now: datetime,
-) -> None:
+) -> list[tuple[str, str, bool, list[int]]]:
     """§5.2 ``message.update``: ``read=1`` / ``delivered=1`` for the caller on
     ``ids`` (none: the whole dialog); ``message``, a new text, by its sender only
-    (SECURITY H61)."""
+    (SECURITY H61). -> ``[(dialog_id, message_id, is the dialog's last message,
+    other occupants)]`` of the edited messages, for the edit notification (§4.5)."""
     d = store.get(conn, app_id, dialog_id, caller)
     if caller not in d.occupants_ids:
         raise ForbiddenError("You are not an occupant of this dialog")
@@ -263,7 +304,7 @@ def update_messages(
     if "message" in changes:
         if not ids or not rows or any(r.sender_id != caller for r in rows):
             raise ForbiddenError("Only the sender may edit a message")
-        text = str(changes["message"])
+        text = xml_text(changes["message"], "message")
         edited = [r.id for r in rows]
         conn.execute(
             update(messages).where(messages.c.id.in_(edited)).values(body=text, updated_at=now)
@@ -273,6 +314,9 @@ def update_messages(
             .where(dialogs.c.id == d.id, dialogs.c.last_message_id.in_(edited))
             .values(last_message=text)
         )
+        others_ids = [u for u in d.occupants_ids if u != caller]
+        return [(d.id, i, i == d.last_message_id, others_ids) for i in edited]
+    return []
 
 
 # Create, delete, clear (issue 3 "Messages", SDK-CONTRACT §5.2). A message deleted
@@ -299,7 +343,8 @@ def check_params(custom: dict[str, Any]) -> None:
     check_names(custom)
 
 
-def _hidden(viewer: int) -> Any:
+def hidden_by(viewer: int) -> Any:
+    """The ids of the messages ``viewer`` hid (deleted for him, or cleared)."""
     return select(receipts.c.message_id).where(
         receipts.c.user_id == viewer, receipts.c.kind == HIDDEN
     )
@@ -347,7 +392,7 @@ def create_message(
     m = NewMessage(
         sender_id=caller,
         date_sent=int(now.timestamp()),
-        body=None if body is None else str(body),
+        body=None if body is None else xml_text(body, "message"),
         recipient_id=recipient,
         dialog_id=dialog_id,
         params=custom,
@@ -355,7 +400,7 @@ def create_message(
     )
     dialog_id, message_id = save(conn, app_id, m, now)
     row = conn.execute(select(messages).where(messages.c.id == message_id)).one()
-    return _views(conn, [row], caller)[0], store.get(conn, app_id, dialog_id, caller)
+    return message_views(conn, [row], caller)[0], store.get(conn, app_id, dialog_id, caller)
 
 
 def _last_message(conn: Connection, dialog_id: str) -> None:
@@ -409,7 +454,7 @@ def delete_messages(
         ).first()
         hidden = (
             row is not None
-            and conn.execute(_hidden(caller).where(receipts.c.message_id == message_id)).first()
+            and conn.execute(hidden_by(caller).where(receipts.c.message_id == message_id)).first()
         )
         if row is None or (hidden and not force):
             result["NotFound"].append(message_id)
@@ -452,7 +497,7 @@ def clear_history(conn: Connection, app_id: int, caller: int, dialog_id: str) ->
     if caller not in d.occupants_ids:
         raise ForbiddenError("You are not an occupant of this dialog")
     fresh = select(messages.c.id, literal(caller), literal(HIDDEN)).where(
-        messages.c.dialog_id == d.id, messages.c.id.not_in(_hidden(caller))
+        messages.c.dialog_id == d.id, messages.c.id.not_in(hidden_by(caller))
     )
     conn.execute(insert(receipts).from_select(["message_id", "user_id", "kind"], fresh))
     conn.execute(

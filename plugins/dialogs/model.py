@@ -3,6 +3,7 @@ enum), the errors, the :class:`Dialog` view and its ids (SDK-CONTRACT §5.1)."""
 
 from __future__ import annotations
 
+import re
 import secrets
 from dataclasses import dataclass
 from datetime import datetime
@@ -68,6 +69,21 @@ class Dialog:
     def room_jid(self, domain: str) -> str | None:
         """``{app_id}_{dialog_id}@muc.{domain}`` for public and group (issue 3)."""
         return f"{self.app_id}_{self.id}@muc.{domain}" if self.type in ROOM_TYPES else None
+
+
+# Characters XML 1.0 cannot carry (§2.2 Char): text that the server puts into a
+# stanza (an edited body, a reaction) must not have them, or the receiving
+# client's parser fails and its stream ends.
+NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+
+
+def xml_text(value: Any, field: str) -> str:
+    """``value`` as text, :class:`InvalidError` when it has a character XML 1.0
+    cannot carry."""
+    text = str(value)
+    if NOT_XML.search(text):
+        raise InvalidError("contains a character that is not allowed", field)
+    return text
 
 
 def new_id() -> str:

@@ -28,7 +28,7 @@ _FIELDS: dict[str, tuple[Any, str]] = {
 _OPS = ("eq", "lt", "lte", "gt", "gte", "ne", "in", "nin", "all", "ctn")  # eq: a plain `field=v`
 
 
-def _value(kind: str, raw: Any, field: str) -> Any:
+def parse_value(kind: str, raw: Any, field: str) -> Any:
     text = str(raw).strip()
     try:
         if kind == "int":
@@ -65,7 +65,7 @@ def condition(field: str, op: str, raw: Any, fields: dict[str, tuple[Any, str]] 
         raise InvalidError(f"unsupported operator {op!r}", field)
     column, kind = fields[field]
     if op in ("in", "nin"):
-        values = [_value(kind, i, field) for i in items if str(i).strip()]
+        values = [parse_value(kind, i, field) for i in items if str(i).strip()]
         return column.in_(values) if op == "in" else column.not_in(values)
     if op == "ctn":
         if kind != "str":
@@ -74,7 +74,7 @@ def condition(field: str, op: str, raw: Any, fields: dict[str, tuple[Any, str]] 
         return column.like(f"%{text}%", escape="\\")
     if op == "all":
         raise InvalidError("all applies to occupants_ids", field)
-    value = _value(kind, raw, field)
+    value = parse_value(kind, raw, field)
     return {
         "eq": column == value,
         "ne": column != value,
@@ -94,11 +94,9 @@ def to_int(value: Any, default: int, field: str) -> int:
         raise InvalidError("must be an integer", field) from None
 
 
-def list_dialogs(conn: Connection, app_id: int, viewer: int, params: dict[str, Any]) -> dict:
-    """The viewer's dialogs (not hidden) plus the app's public and broadcast ones:
-    ``{field}[op]`` filters on whitelisted fields (bound parameters), ``limit``
-    (default and maximum 100), ``skip``, ``sort_asc``/``sort_desc``, ``count=1``
-    (SDK-CONTRACT §2, §5.1). Returns ``{"total", "skip", "limit", "items"}``."""
+def listed_to(app_id: int, viewer: int) -> Any:
+    """The condition on ``dialogs_dialogs`` of the viewer's list: his dialogs (not
+    hidden) and the application's public and broadcast ones (not hidden by him)."""
     visible = exists().where(
         occupants.c.dialog_id == dialogs.c.id,
         occupants.c.user_id == viewer,
@@ -109,9 +107,24 @@ def list_dialogs(conn: Connection, app_id: int, viewer: int, params: dict[str, A
         occupants.c.user_id == viewer,
         occupants.c.hidden.is_(True),
     )
-    query = select(dialogs).where(
+    return and_(
         dialogs.c.app_id == app_id, or_(visible, and_(dialogs.c.type.in_(OPEN_TYPES), ~hidden))
     )
+
+
+def contains(column: Any, text: str) -> Any:
+    """A case-insensitive substring match, ``%`` and ``_`` of ``text`` escaped
+    (``lower(..) LIKE lower(..)`` on SQLite, ``ILIKE`` on PostgreSQL)."""
+    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return column.ilike(f"%{escaped}%", escape="\\")
+
+
+def list_dialogs(conn: Connection, app_id: int, viewer: int, params: dict[str, Any]) -> dict:
+    """The viewer's dialogs (not hidden) plus the app's public and broadcast ones:
+    ``{field}[op]`` filters on whitelisted fields (bound parameters), ``limit``
+    (default and maximum 100), ``skip``, ``sort_asc``/``sort_desc``, ``count=1``
+    (SDK-CONTRACT §2, §5.1). Returns ``{"total", "skip", "limit", "items"}``."""
+    query = select(dialogs).where(listed_to(app_id, viewer))
     for field in (*_FIELDS, "occupants_ids"):
         if field not in params:
             continue

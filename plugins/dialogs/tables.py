@@ -4,7 +4,9 @@ per occupant (a member of a private or group dialog, a subscriber of a public on
 Messages saved to history (issue 3, XMPP ``save_to_history``, SDK-CONTRACT §4.5)
 are rows of ``dialogs_messages``; who has read or received one is a row of
 ``dialogs_receipts``. Saving one also sets the dialog's ``last_message*``
-columns and the other occupants' ``unread_count`` (``history.py``).
+columns and the other occupants' ``unread_count`` (``history.py``). A user's
+reaction to a message (SDK-CONTRACT §5.2 ``addReaction``) is a row of
+``dialogs_reactions``.
 """
 
 from sqlalchemy import (
@@ -105,5 +107,22 @@ dialogs_receipts = Table(
     ),
     Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
     Column("kind", String(9), primary_key=True),  # read | delivered | hidden (for me)
+    Index(None, "user_id"),
+)
+
+# One row per (message, user, reaction), the primary key: adding twice is a no-op
+# and concurrent reactors never lose each other's rows (issue 3 "Reactions").
+MAX_REACTION = 32  # characters of one reaction (an emoji sequence, or a short name)
+dialogs_reactions = Table(
+    "dialogs_reactions",
+    metadata,
+    Column(
+        "message_id",
+        String(24),
+        ForeignKey("dialogs_messages.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    Column("user_id", Id, ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    Column("reaction", String(MAX_REACTION), primary_key=True),
     Index(None, "user_id"),
 )

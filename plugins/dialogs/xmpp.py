@@ -147,6 +147,7 @@ def saved_stanza(view: dict[str, Any], sender: str, to: str) -> domish.Element:
     extra.addElement("save_to_history", content="1")
     skip = {"_id", "chat_dialog_id", "message", "date_sent", "sender_id", "recipient_id"}
     skip |= {"read_ids", "delivered_ids", "attachments", "read", "created_at", "updated_at"}
+    skip |= {"reactions"}
     for key, value in view.items():
         if key not in skip and key not in RESERVED:
             _add_value(extra, key, value)
@@ -164,7 +165,7 @@ def remove_stanza(dialog_id: str, message_id: str, sender: str, to: str) -> domi
     id='{message_id}'/>`` and ``extraParams/dialog_id``, ``type='chat'``."""
     msg = _message("chat", sender, to)
     msg.addElement(("urn:xmpp:message-delete:0", "remove"))["id"] = message_id
-    msg.addElement((NS_CLIENT, "extraParams")).addElement("dialog_id", content=dialog_id)
+    _dialog_extra(msg, dialog_id)
     return msg
 
 
@@ -179,4 +180,45 @@ def system_stanza(
     extra = msg.addElement((NS_CLIENT, "extraParams"))
     for key, value in params.items():
         _add_value(extra, key, value)
+    return msg
+
+
+def _dialog_extra(msg: domish.Element, dialog_id: str) -> None:
+    msg.addElement((NS_CLIENT, "extraParams")).addElement("dialog_id", content=dialog_id)
+
+
+def edit_stanza(
+    dialog_id: str, message_id: str, text: str, last: bool, sender: str, to: str, stanza_id: str
+) -> domish.Element:
+    """The edit notification (§4.5): the new ``<body>``, ``<replace
+    xmlns='urn:xmpp:message-correct:0' id='{message_id}' last='true|false'/>``
+    (XEP-0308 0.x; ``last``: the dialog's last message) and ``extraParams/dialog_id``."""
+    msg = _message("chat", sender, to, stanza_id)
+    msg.addElement("body", content=text)
+    replace = msg.addElement(("urn:xmpp:message-correct:0", "replace"))
+    replace["id"], replace["last"] = message_id, "true" if last else "false"
+    _dialog_extra(msg, dialog_id)
+    return msg
+
+
+def reactions_stanza(
+    dialog_id: str,
+    message_id: str,
+    user_id: int,
+    changes: list[tuple[str, str]],
+    sender: str,
+    to: str,
+    stanza_id: str,
+) -> domish.Element:
+    """The server-made reactions notification (§4.5; ConnectyCube's, no XEP):
+    ``<reactions message_id user_id>`` with a ``<reaction add='true'|remove='true'
+    type='{reaction}'/>`` per change (``changes``: ``[("add"|"remove", reaction)]``),
+    in the stanza's namespace as the SDK reads it, and ``extraParams/dialog_id``."""
+    msg = _message("chat", sender, to, stanza_id)
+    element = msg.addElement("reactions")
+    element["message_id"], element["user_id"] = message_id, str(user_id)
+    for change, value in changes:
+        item = element.addElement("reaction")
+        item[change], item["type"] = "true", value
+    _dialog_extra(msg, dialog_id)
     return msg

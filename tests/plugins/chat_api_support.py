@@ -13,10 +13,11 @@ NOW = 1_800_000_000  # the plugin's clock (task.Clock) is set here
 
 
 @defer.inlineCallbacks
-def start(tmp_path: Any, db_url: str | None = None, **options: Any):
-    """A Web with chat_api enabled (on ``db_url``, else SQLite); ``web.app`` is
-    the harness's application."""
-    plugins = {"enabled": ["dialogs", "chat_api"], **({"chat_api": options} if options else {})}
+def start(tmp_path: Any, db_url: str | None = None, also: tuple[str, ...] = (), **options: Any):
+    """A Web with chat_api (and the plugins in ``also``) enabled, on ``db_url``,
+    else SQLite; ``web.app`` is the harness's application."""
+    enabled = ["dialogs", "chat_api", *also]
+    plugins = {"enabled": enabled, **({"chat_api": options} if options else {})}
     storage = {"storage": {"url": db_url}} if db_url else {}
     web = yield Web.start(tmp_path, plugins=plugins, **storage)
     web.h.clock.advance(NOW)

@@ -202,6 +202,24 @@ def child(element, name):
 
 
 @pytest_twisted.ensureDeferred
+async def test_send_to_chat_for_an_offline_occupant_waits_in_offline_storage(tmp_path):
+    """send_to_chat routes like any message (RFC 6121 §8.5.2): an occupant with no
+    available resource gets it from offline storage (XEP-0160) at his next presence."""
+    web = await start_web(tmp_path, also=("offline",))
+    try:
+        ids, tok, online, dialog_id = await pair(web, "ann", "bob")
+        await web.h.disconnect(online["bob"])
+        sent = await post(web, tok["ann"], dialog_id, "while away", send_to_chat=1)
+        bob = await web.h.login("bob", resource="back")
+        await web.h.send(bob, "<presence/>")
+        [stanza] = [s for s in bob.take() if s.name == "message"]
+        assert (stanza["id"], str(child(stanza, "body"))) == (sent["_id"], "while away")
+        assert child(stanza, "delay") is not None
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
 async def test_create_stores_and_send_to_chat_delivers(tmp_path, db_url):
     """§5.2 message.create stores like XMPP; send_to_chat=1 delivers the §4.5 saved stanza."""
     web = await start_web(tmp_path, db_url)
@@ -382,5 +400,170 @@ async def test_system_message_is_a_headline_never_stored(tmp_path):
             "POST", "/chat/Message/system.json", json_body=missing, headers=cc(tok["ann"])
         )
         assert r.code == 404
+    finally:
+        await web.stop()
+
+
+def reactions_of(stanza):
+    """``(message_id, user_id, [(change, type)], dialog_id)`` of a §4.5 reactions stanza."""
+    element = child(stanza, "reactions")
+    changes = [
+        ("add" if r.getAttribute("add") == "true" else "remove", r["type"])
+        for r in element.elements()
+    ]
+    dialog_id = str(child(child(stanza, "extraParams"), "dialog_id"))
+    return element["message_id"], int(element["user_id"]), changes, dialog_id
+
+
+@pytest_twisted.ensureDeferred
+async def test_reactions_list_update_and_notify(tmp_path, db_url):
+    """§5.2 listReactions / addReaction / removeReaction: occupants only; the Message
+    object's reactions {own, total}; each change is the §4.5 <reactions/> stanza to
+    every occupant's online resources (the reactor's too); no change, no stanza."""
+    web = await start_web(tmp_path, db_url)
+    try:
+        ids, tok, online, dialog_id = await pair(web, "ann", "bob", "cat")
+        m = await post(web, tok["ann"], dialog_id, "react to me")
+        path = f"/chat/Message/{m['_id']}/reactions.json"
+        r = await web.request("PUT", path, json_body={"add": "👍"}, headers=cc(tok["bob"]))
+        assert (r.code, r.json) == (200, {})
+        for login in ("ann", "bob"):
+            [note] = await received(web, online[login], 1)
+            assert (note["type"], note["from"]) == ("chat", web.h.jid_of("bob"))
+            assert child(note, "reactions").uri == "jabber:client"
+            assert reactions_of(note) == (m["_id"], ids["bob"], [("add", "👍")], dialog_id)
+        r = await web.request("PUT", path, json_body={"add": "👍"}, headers=cc(tok["bob"]))
+        assert r.code == 200
+        await web.h.settle()
+        assert online["ann"].take() == [] and online["bob"].take() == []  # nothing changed
+
+        replace = {"add": "❤️", "remove": "👍"}
+        r = await web.request("PUT", path, form=replace, headers=cc(tok["bob"]))
+        assert r.code == 200
+        [note] = await received(web, online["ann"], 1)
+        assert reactions_of(note)[2] == [("remove", "👍"), ("add", "❤️")]
+        r = await web.request("PUT", path, json_body={"add": "❤️"}, headers=cc(tok["ann"]))
+        r = await web.request("PUT", path, json_body={"add": "😂"}, headers=cc(tok["ann"]))
+        r = await web.request("GET", path, headers=cc(tok["bob"]))
+        assert (r.code, r.json) == (
+            200,
+            {"❤️": sorted([ids["ann"], ids["bob"]]), "😂": [ids["ann"]]},
+        )
+        listing = f"/chat/Message.json?chat_dialog_id={dialog_id}&mark_as_read=0"
+        [mine] = (await web.request("GET", listing, headers=cc(tok["bob"]))).json["items"]
+        assert mine["reactions"] == {"own": ["❤️"], "total": {"❤️": 2, "😂": 1}}
+        [hers] = (await web.request("GET", listing, headers=cc(tok["ann"]))).json["items"]
+        assert hers["reactions"] == {"own": ["❤️", "😂"], "total": {"❤️": 2, "😂": 1}}
+        assert (await web.request("GET", path, headers=cc(tok["cat"]))).code == 403
+        r = await web.request("PUT", path, json_body={"add": "👀"}, headers=cc(tok["cat"]))
+        assert r.code == 403
+        assert online["cat"].take() == []
+
+        for bad in ({}, {"add": "x" * 33}, {"add": "a\x07"}, {"remove": "   "}, {"add": ["a"]}):
+            r = await web.request("PUT", path, json_body=bad, headers=cc(tok["bob"]))
+            assert r.code == 422, (bad, r.body)
+        unknown = "/chat/Message/0123456789abcdef01234567/reactions.json"
+        assert (await web.request("GET", unknown, headers=cc(tok["bob"]))).code == 404
+        r = await web.request("PUT", unknown, json_body={"add": "x"}, headers=cc(tok["bob"]))
+        assert r.code == 404
+        r = await web.request(
+            "DELETE", f"/chat/Message/{m['_id']}.json", form={"force": "1"}, headers=cc(tok["ann"])
+        )
+        assert r.code == 200
+        assert (await web.request("GET", path, headers=cc(tok["bob"]))).code == 404
+
+        # A public dialog: anyone of the app reacts, and is told on his resources too.
+        await web.h.settle()
+        for client in online.values():
+            client.take()
+        body = {"type": 1, "name": "Town square"}
+        r = await web.request("POST", "/chat/Dialog.json", json_body=body, headers=cc(tok["ann"]))
+        square = r.json["_id"]
+        m = await post(web, tok["ann"], square, "hello all")
+        path = f"/chat/Message/{m['_id']}/reactions.json"
+        r = await web.request("PUT", path, json_body={"add": "🎉"}, headers=cc(tok["cat"]))
+        assert r.code == 200, r.body
+        for login in ("ann", "cat"):
+            [note] = await received(web, online[login], 1)
+            assert reactions_of(note) == (m["_id"], ids["cat"], [("add", "🎉")], square)
+        assert online["bob"].take() == []
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_edit_notifies_the_other_occupants(tmp_path, db_url):
+    """§5.2 message.update with ``message`` sends the §4.5 edit stanza (<replace
+    xmlns='urn:xmpp:message-correct:0' id last/>, the new body, extraParams/dialog_id)
+    to the other occupants' online resources; read=1 sends nothing."""
+    web = await start_web(tmp_path, db_url)
+    try:
+        ids, tok, online, dialog_id = await pair(web, "ann", "bob")
+        first = await post(web, tok["ann"], dialog_id, "frist")
+        last = await post(web, tok["ann"], dialog_id, "lsat")
+        for m, text, is_last in ((first, "first", "false"), (last, "last", "true")):
+            body = {"chat_dialog_id": dialog_id, "message": text}
+            r = await web.request(
+                "PUT", f"/chat/Message/{m['_id']}.json", json_body=body, headers=cc(tok["ann"])
+            )
+            assert (r.code, r.json) == (200, {})
+            [note] = await received(web, online["bob"], 1)
+            replace = child(note, "replace")
+            assert (note["type"], note["from"], str(child(note, "body"))) == (
+                "chat",
+                web.h.jid_of("ann"),
+                text,
+            )
+            assert (replace.uri, replace["id"], replace["last"]) == (
+                "urn:xmpp:message-correct:0",
+                m["_id"],
+                is_last,
+            )
+            assert str(child(child(note, "extraParams"), "dialog_id")) == dialog_id
+            assert online["ann"].take() == []
+        body = {"chat_dialog_id": dialog_id, "message": "bell\x07"}  # no XML character
+        r = await web.request(
+            "PUT", f"/chat/Message/{last['_id']}.json", json_body=body, headers=cc(tok["ann"])
+        )
+        assert r.code == 422
+        body = {"chat_dialog_id": dialog_id, "read": 1}
+        r = await web.request("PUT", "/chat/Message.json", json_body=body, headers=cc(tok["bob"]))
+        assert r.code == 200
+        await web.h.settle()
+        assert online["ann"].take() == [] and online["bob"].take() == []
+        r = await web.request("GET", "/chat/Dialog.json", headers=cc(tok["bob"]))
+        assert r.json["items"][0]["last_message"] == "last"
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_attachments_type_filter(tmp_path, db_url):
+    """§5.2 message.list ``attachments.type`` (eq, in, nin) in SQL: paging counts
+    only the matching messages; a bad operator is 422."""
+    web = await start_web(tmp_path, db_url)
+    try:
+        ids, tok, online, dialog_id = await pair(web, "ann", "bob")
+        kinds = [["image"], [], ["video"], ["audio", "image"], ["image"], ["file"]]
+        for n, types in enumerate(kinds):
+            attachments = [{"uid": f"u{n}{t}", "type": t} for t in types]
+            await post(web, tok["ann"], dialog_id, f"m{n}", attachments=attachments)
+        base = f"/chat/Message.json?chat_dialog_id={dialog_id}&mark_as_read=0"
+
+        async def texts(query):
+            r = await web.request("GET", f"{base}&{query}", headers=cc(tok["bob"]))
+            assert r.code == 200, r.body
+            return [m["message"] for m in r.json["items"]]
+
+        assert await texts("attachments.type=image") == ["m0", "m3", "m4"]
+        assert await texts("attachments.type=image&limit=1&skip=1") == ["m3"]
+        assert await texts("attachments.type%5Bin%5D=image,video&sort_desc=date_sent&limit=2") == [
+            "m4",
+            "m3",
+        ]
+        assert await texts("attachments.type[nin]=image,video") == ["m1", "m5"]
+        assert await texts("attachments.type=vid%25") == []  # no wildcards
+        r = await web.request("GET", f"{base}&attachments.type[gt]=a", headers=cc(tok["bob"]))
+        assert r.code == 422
     finally:
         await web.stop()

@@ -4,6 +4,8 @@ the plugin's migration on both backends."""
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 import pytest_twisted
 from sqlalchemy import insert, select
 
@@ -191,7 +193,7 @@ def test_plugin_migration_on_each_backend(db_url):
             plugin_migration_dirs(parse_config({"plugins": {"enabled": ["dialogs", "chat_api"]}}))
         )
         # core_0001 is an ancestor of the plugin's head (depends_on), so one head is stored.
-        assert db.current_revisions() == ("chat_api_0002", "dialogs_0002")
+        assert "chat_api_0003" in db.current_revisions()
 
         def create(conn):
             app = accounts.create_app(conn, "a")
@@ -205,3 +207,222 @@ def test_plugin_migration_on_each_backend(db_url):
         assert rows == []
     finally:
         db.stop()
+
+
+def test_migration_matches_tables(db_url):
+    """docs/storage.md: the chat_api branch creates exactly the declared tables
+    (chat_api_0003 adds blob_id, avatar, timezone, is_guest)."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlalchemy import MetaData
+
+    from xmppd.config import parse_config
+    from xmppd.registry import plugin_migration_dirs
+    from xmppd.storage.tables import metadata
+
+    db = Database(db_url)
+    try:
+        db.migrate(
+            plugin_migration_dirs(parse_config({"plugins": {"enabled": ["dialogs", "chat_api"]}}))
+        )
+        mine = MetaData(naming_convention=metadata.naming_convention)
+        for table in metadata.sorted_tables:
+            table.to_metadata(mine)
+        with db.engine.connect() as conn:
+            diff = compare_metadata(MigrationContext.configure(conn), mine)
+        assert [d for d in diff if "chat_api_" in repr(d)] == []
+    finally:
+        db.stop()
+
+
+async def bind_stream(web, user: dict):
+    """A bound XMPP session of a REST user on a fake stream (tests/harness.py)."""
+    from twisted.words.protocols.jabber.jid import JID
+
+    from tests.harness import DOMAIN, FakeStream
+    from xmppd.sessions import Session
+
+    stream = FakeStream()
+    jid = JID(f"{user['id']}-{web.app.id}@{DOMAIN}/phone")
+    await web.h.server.bind_session(Session(jid, stream, user["id"], web.app.id))
+    return stream
+
+
+@pytest_twisted.ensureDeferred
+async def test_password_change_needs_old_password_and_keeps_only_this_session(tmp_path, db_url):
+    """§3.1 ``user{password, old_password}`` (qbUsers.js update): a wrong or missing
+    old password is 422 naming old_password; then the new password logs in over
+    REST and XMPP (SCRAM, PLAIN) at once, the old one nowhere; the caller's token
+    stays valid (also as an XMPP password), the user's other tokens are revoked."""
+    from tests.plugins.test_chat_api_sessions import scram_login
+    from xmppd.stream.sasl import Success
+
+    web = await start(tmp_path, db_url)
+    try:
+        app_token = await app_session(web)
+        user = await sign_up(web, app_token, "gina", "old-pass-1")
+        token = await user_session(web, "gina", "old-pass-1")
+        other = await user_session(web, "gina", "old-pass-1")
+        path = f"/users/{user['id']}.json"
+        for given in ({}, {"old_password": "wrong"}):
+            body = {"user": {"password": "new-pass-2", **given}}
+            r = await web.request("PUT", path, json_body=body, headers=cc(token))
+            assert (r.code, r.json) == (422, {"errors": {"old_password": ["is incorrect"]}})
+        form = [("user[password]", "new-pass-2"), ("user[old_password]", "old-pass-1")]
+        r = await web.request("PUT", path, form=form, headers=qb(token))
+        assert r.code == 200 and r.json["user"]["id"] == user["id"]
+        r = await web.request("GET", "/session.json", headers=cc(token))
+        assert r.code == 200
+        r = await web.request("GET", "/session.json", headers=cc(other))
+        assert r.code == 401
+        localpart = f"{user['id']}-{web.app.id}"
+        assert isinstance(await scram_login(web.h.server, localpart, "new-pass-2"), Success)
+        assert not isinstance(await scram_login(web.h.server, localpart, "old-pass-1"), Success)
+        assert isinstance(await scram_login(web.h.server, localpart, token), Success)
+        assert await web.h.accounts.verify_plain(localpart, "new-pass-2") is not None
+        assert await web.h.accounts.verify_plain(localpart, "old-pass-1") is None
+        await user_session(web, "gina", "new-pass-2")
+        body = {"application_id": web.app.id, "auth_key": web.app.auth_key}
+        body["user"] = {"login": "gina", "password": "old-pass-1"}
+        r = await web.request("POST", "/session.json", json_body=body)
+        assert r.code == 401
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_delete_closes_streams_revokes_tokens_and_fires_user_deleted(tmp_path):
+    """Deleting a user (by id, or QuickBlox's /users/external/{id}.json) revokes all
+    its tokens, ends its XMPP streams with <not-authorized/> (RFC 6120 §4.9.3.12)
+    and fires the core event ``user-deleted`` with its id; others keep theirs."""
+    web = await start(tmp_path)
+    try:
+        fired = []
+        web.h.server.events.on("user-deleted", fired.append, owner="test")
+        app_token = await app_session(web)
+        hana = await sign_up(web, app_token, "hana")
+        ivan = await sign_up(web, app_token, "ivan", external_user_id="ext-9")
+        token = await user_session(web, "hana")
+        second = await user_session(web, "hana")
+        hana_stream = await bind_stream(web, hana)
+        ivan_stream = await bind_stream(web, ivan)
+        r = await web.request("DELETE", f"/users/{hana['id']}.json", headers=cc(token))
+        assert (r.code, r.json) == (200, {})
+        assert hana_stream.closed_with == "not-authorized"
+        assert getattr(ivan_stream, "closed_with", None) is None
+        assert fired == [hana["id"]]
+        for t in (token, second):
+            r = await web.request("GET", "/session.json", headers=cc(t))
+            assert r.code == 401
+        ivan_token = await user_session(web, "ivan")
+        r = await web.request("DELETE", "/users/external/nope.json", headers=qb(ivan_token))
+        assert r.code == NOT_FOUND
+        r = await web.request("DELETE", "/users/external/ext-9.json", headers=qb(ivan_token))
+        assert (r.code, r.json) == (200, {})
+        assert ivan_stream.closed_with == "not-authorized"
+        assert fired == [hana["id"], ivan["id"]]
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_profile_fields_blob_id_avatar_timezone(tmp_path):
+    """SDK-CONTRACT §3.1: blob_id, avatar and timezone are stored and returned;
+    a non-integer blob_id is 422 naming it."""
+    web = await start(tmp_path)
+    try:
+        app_token = await app_session(web)
+        user = await sign_up(web, app_token, "jo", blob_id=5, avatar="https://a/x.png")
+        assert (user["blob_id"], user["avatar"], user["timezone"]) == (5, "https://a/x.png", None)
+        token = await user_session(web, "jo")
+        path = f"/users/{user['id']}.json"
+        body = {"user": {"timezone": "Europe/Paris", "blob_id": "7"}}
+        r = await web.request("PUT", path, json_body=body, headers=cc(token))
+        assert (r.json["user"]["timezone"], r.json["user"]["blob_id"]) == ("Europe/Paris", 7)
+        r = await web.request("GET", path, headers=cc(token))
+        assert r.json["user"]["avatar"] == "https://a/x.png"
+        body = {"user": {"blob_id": "x"}}
+        r = await web.request("PUT", path, json_body=body, headers=cc(token))
+        assert r.code == 422 and "blob_id" in r.json["errors"]
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_qb_list_users_filters_order_and_pages(tmp_path, db_url):
+    """qbUsers.js listUsers: ``filter[]={type} {field} {op} {value}`` (all must hold),
+    ``order={asc|desc} {type} {field}``, ``page``/``per_page`` → ``{current_page,
+    per_page, total_entries, items: [{"user"}]}``; a bad filter or order is 422."""
+    web = await start(tmp_path, db_url)
+    try:
+        token = await app_session(web)
+        ids = {}
+        for name in ("kim", "lea", "max", "ned"):
+            ids[name] = (await sign_up(web, token, name, full_name=name.upper()))["id"]
+        query = (
+            f"/users.json?filter[]=number+id+gt+{ids['kim']}"
+            "&filter[]=string+login+in+lea,max,ned,kim&order=desc+string+login&per_page=2"
+        )
+        r = await web.request("GET", query, headers=qb(token))
+        assert r.code == 200
+        assert (r.json["current_page"], r.json["per_page"], r.json["total_entries"]) == (1, 2, 3)
+        assert [i["user"]["login"] for i in r.json["items"]] == ["ned", "max"]
+        r = await web.request("GET", query + "&page=2", headers=qb(token))
+        assert [i["user"]["login"] for i in r.json["items"]] == ["lea"]
+        # qbProxy.js sends a filter array as ONE comma-joined filter[] value.
+        joined = quote(f"number id gt {ids['kim']},string login in lea,max,ned,kim")
+        r = await web.request("GET", f"/users.json?filter[]={joined}", headers=qb(token))
+        assert r.json["total_entries"] == 3
+        r = await web.request(
+            "GET", "/users.json?filter[]=date+created_at+le+2100-01-01T00:00:00Z", headers=qb(token)
+        )
+        assert r.json["total_entries"] == 4
+        r = await web.request(
+            "GET",
+            f"/users.json?filter[]=number+id+between+{ids['lea']},{ids['max']}",
+            headers=qb(token),
+        )
+        assert r.json["total_entries"] == 2
+        for bad in ("string+password+eq+x", "number+id+like+1", "id+gt+1", "blob+id+eq+1"):
+            r = await web.request("GET", f"/users.json?filter[]={bad}", headers=qb(token))
+            assert r.code == 422 and list(r.json["errors"]) == ["filter"], bad
+        r = await web.request("GET", "/users.json?order=up+string+login", headers=qb(token))
+        assert r.code == 422 and list(r.json["errors"]) == ["order"]
+        r = await web.request("GET", "/users.json?per_page=x", headers=qb(token))
+        assert r.code == 422 and list(r.json["errors"]) == ["per_page"]
+    finally:
+        await web.stop()
+
+
+@pytest_twisted.ensureDeferred
+async def test_qb_get_by_email_full_name_tags_phone_external(tmp_path):
+    """qbUsers.js get: by_email, phone and external/{id} → {"user"}; by_full_name
+    and by_tags → the paged list; unknown → 404."""
+    web = await start(tmp_path)
+    try:
+        token = await app_session(web)
+        olga = await sign_up(
+            web, token, "olga", email="o@x.test", full_name="Olga O", phone="+15550001",
+            tag_list="red, blue", external_user_id="e-1",
+        )  # fmt: skip
+        await sign_up(web, token, "pia", full_name="Olga O", tag_list="blue")
+        await sign_up(web, token, "quin", tag_list="redish")
+        for path in (
+            "/users/by_email.json?email=o%40x.test",
+            "/users/phone.json?phone=%2B15550001",
+            "/users/external/e-1.json",
+        ):
+            r = await web.request("GET", path, headers=qb(token))
+            assert (r.code, r.json["user"]["id"]) == (200, olga["id"]), path
+        r = await web.request("GET", "/users/by_email.json?email=no%40x.test", headers=qb(token))
+        assert r.code == NOT_FOUND
+        r = await web.request("GET", "/users/by_full_name.json?full_name=Olga+O", headers=qb(token))
+        assert r.json["total_entries"] == 2
+        r = await web.request("GET", "/users/by_tags.json?tags=red", headers=qb(token))
+        assert [i["user"]["login"] for i in r.json["items"]] == ["olga"]
+        r = await web.request("GET", "/users/by_tags.json?tags=blue,redish", headers=qb(token))
+        assert [i["user"]["login"] for i in r.json["items"]] == ["olga", "pia", "quin"]
+        r = await web.request("GET", "/users/by_tags.json", headers=qb(token))
+        assert r.code == 422
+    finally:
+        await web.stop()

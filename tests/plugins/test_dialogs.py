@@ -51,7 +51,7 @@ def group(db, app, owner="a", members="bc", name="G", at=T0):
 def test_migration_and_cascade(db, app):
     """docs/storage.md: the dialogs branch after core_0001; a deleted user's
     occupancy and owned dialogs go with him (ON DELETE CASCADE)."""
-    assert db.current_revisions() == ("dialogs_0002",)
+    assert db.current_revisions() == ("dialogs_0003",)
     d = group(db, app, owner="b", members="c")
     run(db, accounts.delete_user, app.u["c"])
     assert run(db, store.get, app.id, d.id).occupants_ids == [app.u["b"]]

@@ -12,10 +12,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import MetaData, select
 
-from plugins.dialogs import history, store
+from plugins.dialogs import history, reactions, store
 from plugins.dialogs.history import NewMessage
 from plugins.dialogs.model import ForbiddenError
-from plugins.dialogs.tables import dialogs_messages, dialogs_receipts
+from plugins.dialogs.tables import dialogs_messages, dialogs_reactions, dialogs_receipts
 from tests.harness import Harness
 from xmppd import accounts
 from xmppd.storage import Database
@@ -38,8 +38,8 @@ def users(db: Database):
 
 
 def test_migration_matches_tables(db):
-    """docs/storage.md: dialogs_0002 creates exactly the tables the plugin declares."""
-    assert db.current_revisions() == ("dialogs_0002",)
+    """docs/storage.md: dialogs_0001-0003 create exactly the tables the plugin declares."""
+    assert db.current_revisions() == ("dialogs_0003",)
     mine = MetaData(naming_convention=metadata.naming_convention)
     for table in metadata.sorted_tables:
         table.to_metadata(mine)
@@ -85,6 +85,21 @@ def test_history_goes_with_its_dialog_and_sender(db, users):
     db.run_sync(store.delete_dialogs, app_id, u["a"], [dialog_id], True)
     assert db.run_sync(lambda c: c.execute(select(dialogs_messages)).all()) == []
     assert db.run_sync(lambda c: c.execute(select(dialogs_receipts)).all()) == []
+
+
+def test_reactions_go_with_their_user_and_message(db, users):
+    """docs/dialogs.md: a reaction row goes with its reactor's account and with its
+    message (ON DELETE CASCADE); a second add of the same reaction is no change."""
+    app_id, u = users
+    dialog_id, mid = db.run_sync(history.save, app_id, NewMessage(u["a"], NOW, "x", u["b"]), T0)
+    first = db.run_sync(reactions.update_reactions, app_id, u["b"], mid, "ok", None)
+    assert first == reactions.Change(dialog_id, mid, u["b"], "ok", None, [u["a"], u["b"]])
+    assert db.run_sync(reactions.update_reactions, app_id, u["b"], mid, "ok", None).added is None
+    db.run_sync(reactions.update_reactions, app_id, u["a"], mid, "ok", None)
+    db.run_sync(accounts.delete_user, u["b"])
+    assert db.run_sync(reactions.list_reactions, app_id, u["a"], mid) == {"ok": [u["a"]]}
+    db.run_sync(history.delete_messages, app_id, u["a"], [mid], True)
+    assert db.run_sync(lambda c: c.execute(select(dialogs_reactions)).all()) == []
 
 
 def test_foreign_dialog_id_is_forbidden_and_nothing_stored(db, users):

@@ -20,22 +20,6 @@ from tests.plugins.chat_api_support import app_session, cc, sign_up, start, user
 SPEC = Path(__file__).resolve().parents[2] / "docs" / "openapi.yaml"
 METHODS = ("get", "put", "post", "delete", "patch", "head", "options", "trace")
 
-# Routes other engineers are adding right now (issue 3: reactions, search, the
-# QuickBlox user look-ups). The spec describes them ahead of their code, so each is
-# tolerated only while no route serves it; once one does, it is checked like any
-# other entry. The lead removes this set at integration.
-PLANNED = {
-    ("GET", "/chat/Message/{message_id}/reactions.json"),
-    ("PUT", "/chat/Message/{message_id}/reactions.json"),
-    ("GET", "/chat/search.json"),
-    ("GET", "/users.json"),
-    ("GET", "/users/by_email.json"),
-    ("GET", "/users/by_full_name.json"),
-    ("GET", "/users/by_tags.json"),
-    ("GET", "/users/external/{external_user_id}.json"),
-    ("DELETE", "/users/external/{external_user_id}.json"),
-}
-
 
 def load_spec() -> dict[str, Any]:
     with open(SPEC, encoding="utf-8") as f:
@@ -144,14 +128,14 @@ def test_spec_describes_the_conventions():
 
 def drift(spec: dict[str, Any], routes: list[tuple[str, re.Pattern[str], Any]]) -> list[str]:
     """What differs between the spec and a route table, one line each: spec entries
-    no route serves (PLANNED ones tolerated), routes no entry reaches, bad examples."""
+    no route serves, routes no entry reaches, bad examples."""
     problems, reached = [], set()
     for method, template, sample, bad_examples in operations(spec):
         problems += bad_examples
         index = dispatched(routes, method, sample)
         if index >= 0:
             reached.add(index)
-        elif (method, template) not in PLANNED:
+        else:
             problems.append(f"{method} {template}: in docs/openapi.yaml, but no route serves it")
     for i, (method, pattern, _) in enumerate(routes):
         if i not in reached:
@@ -162,11 +146,9 @@ def drift(spec: dict[str, Any], routes: list[tuple[str, re.Pattern[str], Any]]) 
 @pytest_twisted.ensureDeferred
 async def test_spec_and_route_table_agree(tmp_path):
     """Drift, both ways: every route of the running plugin is reached by a spec
-    entry, and every spec entry reaches a route of its method (PLANNED ones only
-    while none exists). A route added without an entry, or an entry whose route
-    goes, is reported by name; a PLANNED entry without its route is not."""
+    entry, and every spec entry reaches a route of its method. A route added
+    without an entry, or an entry whose route goes, is reported by name."""
     spec = load_spec()
-    assert PLANNED <= {(m, t) for m, t, _, _ in operations(spec)}, "PLANNED not in the spec"
     web = await start(tmp_path)
     try:
         routes = list(web.h.server.plugins.plugins["chat_api"].api.routes)
@@ -178,10 +160,6 @@ async def test_spec_and_route_table_agree(tmp_path):
 
     extra = [*routes, ("GET", re.compile(r"chat/extra\.json"), None)]
     assert drift(spec, extra) == ["GET chat/extra\\.json: a route with no docs/openapi.yaml entry"]
-    samples = {(m, t): sample for m, t, sample, _ in operations(spec)}
-    planned_routes = {dispatched(routes, m, samples[m, t]) for m, t in PLANNED}
-    before_planned = [r for i, r in enumerate(routes) if i not in planned_routes]
-    assert drift(spec, before_planned) == []  # PLANNED entries without a route: tolerated
     without_blob = [r for r in routes if r[1].pattern != r"blobs/(?P<id>\d+)/complete\.json"]
     assert drift(spec, without_blob) == [
         "PUT /blobs/{blob_id}/complete.json: in docs/openapi.yaml, but no route serves it"
@@ -199,14 +177,13 @@ async def test_every_routed_entry_is_reachable_over_http(tmp_path):
         routes = web.h.server.plugins.plugins["chat_api"].api.routes
         checked = 0
         for method, template, sample, _ in ops:
-            if dispatched(routes, method, sample) < 0:
-                continue  # a PLANNED entry (the drift test reports any other)
+            assert dispatched(routes, method, sample) >= 0, (method, template)
             r = await web.request(method, sample)
             body = json.loads(r.body) if r.body.startswith(b"{") else None
             assert r.code != 405 and body != {"errors": ["Not found"]}, (method, template)
             assert r.code in (401, 404), (method, template, r.code, r.body)
             checked += 1
-        assert checked >= len(ops) - len(PLANNED)
+        assert checked == len(ops)
     finally:
         await web.stop()
 

@@ -1,6 +1,7 @@
 // The official ConnectyCube JS SDK (npm `connectycube`, pinned in package.json) as two
 // users against a real xmppd: session, sign-up, login, chat over WebSocket, dialogs,
-// a saved 1-1 message and its history, unread counts, disconnect.
+// a saved 1-1 message and its history, unread counts, attachment filter, reactions,
+// edit notification, search, disconnect.
 //
 // Configuration from the environment (tests/sdk/test_connectycube_sdk.py sets it):
 //   CC_API_URL   REST base, e.g. http://127.0.0.1:5280
@@ -51,6 +52,18 @@ async function refused(call) {
 }
 
 const state = {};
+
+// Resolves with the first item of p[key] that matches, waiting for p's listeners.
+function arrival(p, key, match) {
+  return new Promise((resolve) => {
+    const look = () => {
+      const hit = p[key].find(match);
+      if (hit) resolve(hit);
+      else p.waiters.push(look);
+    };
+    look();
+  });
+}
 
 async function flow() {
   // -- REST: sessions, sign-up, login -------------------------------------------------
@@ -317,6 +330,69 @@ async function flow() {
     check(history.items.some((m) => m._id === id && m.message === body),
       `not in history: ${JSON.stringify(history.items)}`);
     return { id, dialog_id: message.dialog_id };
+  });
+
+  // -- REST history extras: attachment filter, reactions, edits, search ------------------
+  await step('history_attachments_type', async () => {
+    const image = await a.cc.chat.message.create({
+      chat_dialog_id: state.privateId,
+      message: `picture ${suffix}`,
+      attachments: [{ type: 'image', uid: `uid-${suffix}` }],
+    });
+    state.imageId = image._id;
+    const history = await b.cc.chat.message.list({
+      chat_dialog_id: state.privateId,
+      'attachments.type': 'image',
+      mark_as_read: 0,
+    });
+    const ids = history.items.map((m) => m._id);
+    check(JSON.stringify(ids) === JSON.stringify([image._id]), `items ${ids}`);
+    return { _id: image._id, attachments: history.items[0].attachments };
+  });
+  await step('reactions_add_list', async () => {
+    a.reactions = [];
+    a.cc.chat.onMessageReactionsListener = (messageId, userId, dialogId, add, remove) => {
+      a.reactions.push({ messageId, userId, dialogId, add, remove });
+      for (const wake of a.waiters.splice(0)) wake();
+    };
+    await b.cc.chat.message.addReaction(state.imageId, '👍');
+    const hit = await arrival(a, 'reactions', (r) => r.messageId === state.imageId);
+    check(hit.userId === b.id && hit.dialogId === state.privateId && hit.add === '👍',
+      JSON.stringify(hit));
+    const listed = await a.cc.chat.message.listReactions(state.imageId);
+    check(JSON.stringify(listed) === JSON.stringify({ '👍': [b.id] }), JSON.stringify(listed));
+    const history = await b.cc.chat.message.list({ chat_dialog_id: state.privateId, mark_as_read: 0 });
+    const item = history.items.find((m) => m._id === state.imageId);
+    check(JSON.stringify(item?.reactions) === JSON.stringify({ own: ['👍'], total: { '👍': 1 } }),
+      `reactions ${JSON.stringify(item?.reactions)}`);
+    return { notified: hit, listed };
+  });
+  await step('message_edit_notified', async () => {
+    b.updates = [];
+    b.cc.chat.onMessageUpdateListener = (messageId, isLast, body, dialogId, userId) => {
+      b.updates.push({ messageId, isLast, body, dialogId, userId });
+      for (const wake of b.waiters.splice(0)) wake();
+    };
+    const text = `picture edited ${suffix}`;
+    await a.cc.chat.message.update(state.imageId, { chat_dialog_id: state.privateId, message: text });
+    const hit = await arrival(b, 'updates', (u) => u.messageId === state.imageId);
+    check(hit.body === text && hit.isLast === true, JSON.stringify(hit));
+    check(hit.dialogId === state.privateId && hit.userId === a.id, JSON.stringify(hit));
+    state.edited = text;
+    return hit;
+  });
+  await step('chat_search', async () => {
+    const { results } = await b.cc.chat.search({
+      search_text: suffix,
+      start_date: new Date(Date.now() - 3600 * 1000),
+      chat_dialog_ids: [state.privateId],
+    });
+    const texts = results.messages.map((m) => m.message);
+    check(texts.includes(state.edited) && texts.includes(state.body), `messages ${texts}`);
+    const logins = results.users.map((u) => u.login).sort();
+    check(JSON.stringify(logins) === JSON.stringify([a.login, b.login].sort()), `users ${logins}`);
+    check(Array.isArray(results.dialogs), `dialogs ${JSON.stringify(results.dialogs)}`);
+    return { messages: texts.length, users: logins };
   });
   await step('storage_upload_download', async () => {
     // SDK-CONTRACT §5.3: create, the SDK's own multipart upload, complete; then both URLs.

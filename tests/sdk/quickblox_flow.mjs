@@ -169,6 +169,73 @@ async function flow() {
       await new Promise((resolve) => setTimeout(resolve, 100));
     }
   });
+
+  // Users (SDK-CONTRACT §3.1; qbUsers.js): listUsers with filters and order, look-ups by
+  // e-mail and login, an own-profile update, a password change and a login with it.
+  await step('users_list_filter', async () => {
+    const page = await call(a.qb.users.listUsers.bind(a.qb.users), {
+      filter: [
+        { field: 'id', param: 'ge', value: Math.min(a.id, b.id) },
+        { field: 'login', param: 'in', value: [a.login, b.login] },
+      ],
+      order: { sort: 'desc', field: 'login' },
+      per_page: 10,
+    });
+    const logins = page.items.map((item) => item.user.login);
+    check(JSON.stringify(logins) === JSON.stringify([b.login, a.login]), `logins ${logins}`);
+    check(page.total_entries === 2 && page.current_page === 1, `page ${JSON.stringify(page)}`);
+    return { logins, per_page: page.per_page };
+  });
+
+  await step('profile_update', async () => {
+    state.email = `qb-a-${suffix}@example.test`;
+    const user = await call(a.qb.users.update.bind(a.qb.users), a.id, {
+      full_name: 'QB A renamed',
+      email: state.email,
+      custom_data: '{"city":"Lyon"}',
+    });
+    check(user.id === a.id && user.full_name === 'QB A renamed', `user ${JSON.stringify(user)}`);
+    check(user.email === state.email, `email ${user.email}`);
+    return { full_name: user.full_name, email: user.email };
+  });
+
+  await step('users_get_by_email_and_login', async () => {
+    const byEmail = await call(b.qb.users.get.bind(b.qb.users), { email: state.email });
+    check(byEmail.id === a.id, `by email ${JSON.stringify(byEmail)}`);
+    const byLogin = await call(b.qb.users.get.bind(b.qb.users), { login: a.login });
+    check(byLogin.id === a.id && byLogin.custom_data === '{"city":"Lyon"}', `${byLogin.custom_data}`);
+    return { by_email: byEmail.id, by_login: byLogin.id };
+  });
+
+  await step('password_change', async () => {
+    const newPassword = 'pw-A-changed-1';
+    const user = await call(a.qb.users.update.bind(a.qb.users), a.id, {
+      old_password: a.password,
+      password: newPassword,
+    });
+    check(user.id === a.id, `user ${JSON.stringify(user)}`);
+    state.oldPassword = a.password;
+    a.password = newPassword;
+    return { id: user.id };
+  });
+
+  await step('login_with_new_password', async () => {
+    const fresh = new QB.QuickBlox();
+    fresh.init(appId, authKey, authSecret, config);
+    const session = await call(fresh.createSession.bind(fresh), {
+      login: a.login,
+      password: a.password,
+    });
+    check(session.user_id === a.id, `session user_id ${session.user_id}`);
+    let refused = null;
+    try {
+      await call(fresh.createSession.bind(fresh), { login: a.login, password: state.oldPassword });
+    } catch (error) {
+      refused = error.code;
+    }
+    check(refused === 401, `the old password answered ${refused}`);
+    return { user_id: session.user_id, old_password: refused };
+  });
 }
 
 async function disconnect() {
