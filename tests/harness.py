@@ -87,6 +87,9 @@ class Harness:
     def start(cls, tmp_path: Any, **sections: Any):
         raw = {
             "server": {"domain": DOMAIN},
+            # The core alone unless a test enables plugins: core tests test RFC rules
+            # (e.g. no offline storage: service-unavailable), not the default plugins.
+            "plugins": {"enabled": ["disco", "ping", "time", "version"]},
             "storage": {"url": f"sqlite:///{os.path.join(str(tmp_path), 'xmppd.sqlite3')}"},
             **sections,
         }

@@ -121,7 +121,10 @@ class Config:
     storage: StorageConfig = field(default_factory=StorageConfig)
     roster: RosterConfig = field(default_factory=RosterConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
-    enabled_plugins: tuple[str, ...] = ("disco", "ping", "time", "version")
+    enabled_plugins: tuple[str, ...] = (
+        *("disco", "ping", "time", "version"),
+        *("offline", "carbons", "chatstates", "csi", "privacy", "last_activity"),
+    )
     plugin_options: dict[str, Any] = field(default_factory=dict)  # validated by the registry
     path: str | None = None  # the file it came from
     base_dir: str = "."  # relative paths (var/, certificates) resolve here

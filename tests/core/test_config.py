@@ -57,7 +57,10 @@ def test_no_file_means_all_defaults():
     assert config == parse_config({})
     assert config.server == SECTIONS["server"]()
     assert (config.c2s.port, config.c2s.tls_port, config.c2s.allow_plaintext) == (5222, 5223, False)
-    assert config.enabled_plugins == ("disco", "ping", "time", "version")
+    assert config.enabled_plugins == (
+        *("disco", "ping", "time", "version"),
+        *("offline", "carbons", "chatstates", "csi", "privacy", "last_activity"),
+    )
     assert config.plugin_options == {}
 
 
