@@ -227,6 +227,14 @@ def test_history_and_unread_counts(flow: FlowRun) -> None:
     flow.assert_ok(*HISTORY_STEPS)
 
 
+def test_reactions_edit_search_and_attachment_filter(flow: FlowRun) -> None:
+    """§5.2/§5.3: reactions (and the other user's onMessageReactionsListener), an edit
+    over REST (onMessageUpdateListener), chat.search, history by attachments.type."""
+    flow.assert_ok(
+        "history_attachments_type", "reactions_add_list", "message_edit_notified", "chat_search"
+    )
+
+
 def test_storage(flow: FlowRun) -> None:
     """SDK-CONTRACT §5.3: storage.createAndUpload through the SDK's own multipart
     upload, getInfo, and the private URL serving the bytes (none without a token)."""

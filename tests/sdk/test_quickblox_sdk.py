@@ -112,6 +112,18 @@ def test_private_dialog_message_and_history(flow: FlowRun) -> None:
     flow.assert_ok("dialog_create_private", "message_send_receive", "history_list")
 
 
+def test_users_lookup_profile_and_password(flow: FlowRun) -> None:
+    """§3.2: listUsers with a filter, get by e-mail and login, profile update, a
+    password change, then a session with the new password (the old one: 401)."""
+    flow.assert_ok(
+        "users_list_filter",
+        "profile_update",
+        "users_get_by_email_and_login",
+        "password_change",
+        "login_with_new_password",
+    )
+
+
 def test_script_failed_nowhere(flow: FlowRun) -> None:
     """No step failed (a crash of the script is a ``flow`` step), and the script
     exited 0."""
