@@ -16,7 +16,7 @@ from twisted.words.xish import domish
 
 from xmppd.accounts import Accounts
 from xmppd.config import parse_config
-from xmppd.registry import plugin_migration_dirs
+from xmppd.registry import migrate
 from xmppd.service import Server
 from xmppd.sessions import Session
 from xmppd.stream.parser import StreamParser
@@ -97,7 +97,7 @@ class Harness:
         clock = task.Clock()
         server = Server(config, reactor=reactor, clock=clock)
         server.db.start()
-        server.db.migrate(plugin_migration_dirs(config))
+        migrate(server.db, config)
         yield server.plugins.start()
         app = yield server.accounts.create_app("test")
         return cls(server, clock, app.id)

@@ -20,6 +20,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from xmppd import accounts
 from xmppd.accounts import AccountError, User, parse_localpart
 from xmppd.config import DEFAULT_CONFIG_PATH, Config, ConfigError, load_config
+from xmppd.registry import migrate
 from xmppd.storage import Database, normalise_url
 
 PROG = "xmppctl"
@@ -27,14 +28,6 @@ PROG = "xmppctl"
 
 class CommandError(Exception):
     """A command failed; ``str()`` is the one-line message."""
-
-
-def _migration_dirs(config: Config) -> list[str]:
-    try:
-        from xmppd.registry import plugin_migration_dirs
-    except ImportError:  # TODO: drop once xmppd.registry is always present
-        return []
-    return plugin_migration_dirs(config)
 
 
 @contextmanager
@@ -46,7 +39,7 @@ def _database(config: Config) -> Iterator[Database]:
         raise CommandError(f"storage.url: {e}") from None
     try:
         if config.storage.auto_migrate:
-            db.migrate(_migration_dirs(config))
+            migrate(db, config)
         yield db
     finally:
         db.stop()
@@ -160,7 +153,7 @@ def check_config(config: Config, args: argparse.Namespace) -> None:
 def db_upgrade(config: Config, args: argparse.Namespace) -> None:
     with _database(config) as db:
         if not config.storage.auto_migrate:  # _database() did not already
-            db.migrate(_migration_dirs(config))
+            migrate(db, config)
         revisions = db.current_revisions()
     print("at " + ", ".join(revisions))
 

@@ -139,6 +139,27 @@ def plugin_migration_dirs(config: Config) -> list[str]:
     return dirs
 
 
+def installed_migration_dirs() -> list[str]:
+    """Alembic version folders of every plugin installed (entry points), enabled
+    or not: a database keeps the revisions of a plugin that was disabled later."""
+    dirs = []
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            cls = ep.load()
+        except Exception:  # a broken third-party plugin: its own start-up says why
+            continue
+        if getattr(cls, "migrations", None):
+            module = importlib.import_module(cls.__module__)
+            dirs.append(os.path.join(os.path.dirname(module.__file__), cls.migrations))
+    return dirs
+
+
+def migrate(db: Any, config: Config) -> None:
+    """Upgrade the core and the enabled plugins' tables (``storage.auto_migrate``,
+    ``xmppctl db upgrade``)."""
+    db.migrate(plugin_migration_dirs(config), installed_migration_dirs())
+
+
 class PluginSet:
     """The running plugins, in dependency order."""
 

@@ -29,14 +29,14 @@ class Options(usage.Options):
 def makeService(options: Options):
     from twisted.logger import Logger
 
-    from xmppd.registry import plugin_migration_dirs
+    from xmppd.registry import migrate
     from xmppd.service import Server, XmppService
 
     config = options.config
     try:
         server = Server(config)
         if config.storage.auto_migrate:
-            server.db.migrate(plugin_migration_dirs(config))
+            migrate(server.db, config)
     except ConfigError as e:
         sys.stderr.write(f"xmppd: {e}\n")
         raise SystemExit(1) from None

@@ -111,6 +111,46 @@ def test_plugin_branch_is_applied_from_its_own_folder(db_url, tmp_path: Path):
         db.stop()
 
 
+def _branch(folder: Path, name: str) -> str:
+    folder.mkdir()
+    (folder / f"{name}_0001.py").write_text(
+        "import sqlalchemy as sa\nfrom alembic import op\n"
+        f"revision = '{name}_0001'\ndown_revision = None\n"
+        f"branch_labels = ('{name}',)\ndepends_on = 'core_0001'\n"
+        "def upgrade():\n"
+        f"    op.create_table('{name}_items', sa.Column('id', sa.Integer, primary_key=True))\n"
+        f"def downgrade():\n    op.drop_table('{name}_items')\n"
+    )
+    return str(folder)
+
+
+def test_a_disabled_plugins_revisions_do_not_stop_start_up(db_url, tmp_path: Path):
+    """A plugin enabled once, then disabled: its revision stays in the database and
+    its folder is only read (the installed plugins'); the enabled ones still upgrade,
+    and the disabled branch is not touched."""
+    one, two = _branch(tmp_path / "one", "one"), _branch(tmp_path / "two", "two")
+    db = Database(db_url)
+    try:
+        db.migrate([one, two])
+        assert db.current_revisions() == ("one_0001", "two_0001")
+    finally:
+        db.stop()
+    db = Database(db_url)
+    try:
+        db.migrate([one], known_version_locations=[one, two])  # "two" now disabled
+        assert db.current_revisions() == ("one_0001", "two_0001")
+    finally:
+        db.stop()
+    fresh = tmp_path / "fresh.sqlite3"
+    db = Database(f"sqlite:///{fresh}")
+    try:
+        db.migrate([one], known_version_locations=[one, two])  # never enabled: not created
+        names = db.run_sync(lambda c: set(inspect(c).get_table_names()))
+        assert "one_items" in names and "two_items" not in names
+    finally:
+        db.stop()
+
+
 def test_foreign_keys_cascade(database: Database):
     """Deleting an app deletes its users (ON DELETE CASCADE, enforced on SQLite too)."""
 

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 from alembic import command
 from alembic.config import Config as AlembicConfig
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -130,17 +131,32 @@ class Database:
         with self.engine.begin() as conn:
             return fn(conn, *args, **kw)
 
-    def migrate(self, extra_version_locations: Iterable[str | Path] = ()) -> None:
-        """Apply every pending revision of every branch (``alembic upgrade heads``).
+    def migrate(
+        self,
+        extra_version_locations: Iterable[str | Path] = (),
+        known_version_locations: Iterable[str | Path] = (),
+    ) -> None:
+        """Bring the core's branch and those in ``extra_version_locations`` (the
+        enabled plugins') to their heads.
 
-        Blocking; call it at start-up or from the CLI.
+        ``known_version_locations`` (installed plugins that are not enabled) are
+        only read, so that the revisions a disabled plugin left in the database
+        can be found; their branches stay as they are. Blocking; call it at
+        start-up or from the CLI.
         """
-        cfg = alembic_config(extra_version_locations)
+        upgraded = [Path(p).resolve() for p in extra_version_locations]
+        left = {Path(p).resolve() for p in known_version_locations} - set(upgraded)
+        cfg = alembic_config([*upgraded, *sorted(left)])
+        heads = ScriptDirectory.from_config(cfg).get_revisions("heads")
+        # The core's head is no head of the graph once a plugin depends on it.
+        targets = ["core@head"]
+        targets += [h.revision for h in heads if Path(h.path).resolve().parent not in left]
         with self.engine.begin() as conn:
             if self.backend == "postgresql":
                 conn.exec_driver_sql("SET LOCAL statement_timeout = 0")  # DDL may be long
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "heads")
+            for target in targets:
+                command.upgrade(cfg, target)
 
     def current_revisions(self) -> tuple[str, ...]:
         """The revisions the database is at (one per branch); empty if never migrated."""
