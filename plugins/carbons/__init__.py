@@ -126,13 +126,16 @@ class Carbons(Plugin):
     def copy_sent(self, event: StanzaEvent) -> None:
         """§8: a local client sent a message; its other enabled resources see it."""
         sender = event.origin
-        if sender is None or not eligible(event.stanza, outgoing=True):
+        if sender is None:
             return None
+        enabled = [s for s in self.ctx.sessions.of(sender.bare) if self.enabled.get(s)]
+        if not enabled or not eligible(event.stanza, outgoing=True):
+            return None  # the common case first: nobody asked for copies
         skip = {sender.jid.full()}
         if bare_jid(event.to) == sender.bare:  # to one's own account: the resources
             skip.update(s.jid.full() for s in self.originals(event))  # it reaches have it
-        for session in self.ctx.sessions.of(sender.bare):
-            if session.jid.full() not in skip and self.enabled.get(session):
+        for session in enabled:
+            if session.jid.full() not in skip:
                 session.send(self.carbon("sent", event, session))
         return None
 
@@ -140,19 +143,21 @@ class Carbons(Plugin):
     def copy_received(self, event: StanzaEvent) -> None:
         """§7: a message for a local account; the resources it does not reach see it."""
         stanza = event.stanza
-        if not eligible(stanza, outgoing=False):
-            private = child(stanza, NS_CARBONS, "private")
-            if private is not None:
-                stanza.children.remove(private)  # §9: "SHOULD remove the <private/> element"
-            return None
+        private = child(stanza, NS_CARBONS, "private")
+        if private is not None:
+            stanza.children.remove(private)  # §9: "SHOULD remove the <private/> element"
+            return None  # §9: never copied
+        enabled = [s for s in self.ctx.sessions.of(bare_jid(event.to)) if self.enabled.get(s)]
+        if not enabled or not eligible(stanza, outgoing=False):
+            return None  # the common case first: nobody asked for copies
         if event.origin is not None and event.origin.bare == bare_jid(event.to):
             return None  # one's own message to oneself: copy_sent made the copies
         # By full JID: another node's sessions (xmppd.cluster) are new objects each time.
         originals = {s.jid.full() for s in self.originals(event)}
         if not originals:
             return None  # RFC 6121 §8.5.2.2: offline storage, or nowhere
-        for session in self.ctx.sessions.of(bare_jid(event.to)):
-            if session.jid.full() not in originals and self.enabled.get(session):
+        for session in enabled:
+            if session.jid.full() not in originals:
                 session.send(self.carbon("received", event, session))
         return None
 
