@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from slixmpp import Iq
+from slixmpp.exceptions import IqError
 from slixmpp.xmlstream.handler import Callback
 from slixmpp.xmlstream.matcher import MatchXPath
 
@@ -76,5 +77,43 @@ def test_last_activity_with_slixmpp_and_status_streaming(server: XmppServer) -> 
             assert [str(p["from"]) for p in pushes][:2] == [alice_jid, alice_jid]
             assert int(pushes[0].xml.find(f"{{{NS_LAST}}}query").get("seconds")) == 0
             assert int(pushes[1].xml.find(f"{{{NS_LAST}}}query").get("seconds")) > 0
+
+    run(scenario())
+
+
+def test_refusals_blocked_and_unknown(server: XmppServer) -> None:
+    """XEP-0012 §8 under XEP-0016: alice's default list hides her presence from bob,
+    so bob's question is 'forbidden' and so is his status-streaming subscription; a
+    user who does not exist is 'service-unavailable' (RFC 6121 §8.5.1)."""
+
+    async def scenario() -> None:
+        alice_jid, bob_jid = server.users["alice"].jid, server.users["bob"].jid
+        async with session(server, "alice") as alice:
+            privacy = (
+                "<iq type='set' id='l1'><query xmlns='jabber:iq:privacy'><list name='hide'>"
+                f"<item type='jid' value='{bob_jid}' action='deny' order='1'><presence-out/></item>"
+                "</list></query></iq>"
+            )
+            await raw_iq(alice, privacy).send(timeout=10)
+            default = (
+                "<iq type='set' id='l2'><query xmlns='jabber:iq:privacy'>"
+                "<default name='hide'/></query></iq>"
+            )
+            await raw_iq(alice, default).send(timeout=10)
+            async with session(server, "bob", plugins=("xep_0012",)) as bob:
+                with pytest.raises(IqError) as refused:
+                    await bob.plugin["xep_0012"].get_last_activity(alice_jid, timeout=10)
+                assert refused.value.condition == "forbidden"
+                watch = (
+                    f'<iq type="set" id="b:statusStreaming"><subscribe xmlns="{NS_STATUS}"'
+                    f' user_jid="{alice_jid}" enable="true"/></iq>'
+                )
+                with pytest.raises(IqError) as refused:
+                    await raw_iq(bob, watch).send(timeout=10)
+                assert refused.value.condition == "forbidden"
+                nobody = f"999999-{server.app_id}@{DOMAIN}"
+                with pytest.raises(IqError) as refused:
+                    await bob.plugin["xep_0012"].get_last_activity(nobody, timeout=10)
+                assert refused.value.condition == "service-unavailable"
 
     run(scenario())
