@@ -59,6 +59,11 @@ class C2SConfig:
         1_048_576, "Bytes queued for a client that stops reading before it is cut off.", min=65_536
     )
     max_depth: int = opt(32, "Deepest nesting of elements inside one stanza.", min=4, max=1000)
+    max_read_rate: int = opt(
+        65_536, "Bytes per second read from one client; faster senders are slowed down.", min=1024
+    )
+    max_connections: int = opt(50_000, "Open client connections in all.", min=1)
+    max_connections_per_ip: int = opt(1000, "Open client connections from one address.", min=1)
     negotiation_timeout: float = opt(
         60.0, "Seconds a connection may take to authenticate and bind.", min=1.0
     )

@@ -10,6 +10,7 @@ client ``<system-shutdown/>`` (RFC 6120 §4.9.3.20) before closing.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from typing import Any
 
 from twisted.application import service
@@ -68,6 +69,7 @@ class Server:
             self.clock, max_failures=config.c2s.max_auth_failures, lockout=config.c2s.auth_lockout
         )
         self.streams: dict[Any, defer.Deferred] = {}  # open streams -> fires when closed
+        self.streams_by_ip: Counter[str] = Counter()  # open streams per peer address
         self.tls = server_tls(
             self.domain,
             config.tls.cert and config.resolve(config.tls.cert),

@@ -932,3 +932,42 @@ def test_stream_prefix_does_not_leak_into_routed_stanzas(h, localpart):
     [iq] = yield peer.receive()
     x = next(iq.elements("urn:example:evil", "x"))
     assert [(c.uri, c.name) for c in x.elements()] == [(NS_STREAMS, "y")]
+
+
+# -- SECURITY H23, H90: read rate and connection caps ---------------------------
+
+
+@c2s(max_read_rate=1024, max_stanza_size=10_000)
+def test_a_fast_sender_is_slowed_down_not_cut_off(h):
+    """c2s.max_read_rate: past the bucket (2 s worth, at least one whole stanza)
+    reading pauses for as long as the debt takes to pay back, then resumes; what
+    was read is processed, and the stream stays open."""
+    peer = Peer(h)
+    peer.open()
+    assert peer.transport.producerState == "producing"
+    peer.send(b" " * 9_000)  # within the 10 000-byte bucket (whitespace: RFC 6120 §4.6.1)
+    assert peer.transport.producerState == "producing"
+    peer.send(b" " * 3_048)  # over 2 048 bytes in debt (with the header): > 2 s at 1 KiB/s
+    assert peer.transport.producerState == "paused"
+    h.clock.advance(1.9)
+    assert peer.transport.producerState == "paused"
+    h.clock.advance(0.5)
+    assert peer.transport.producerState == "producing"
+    assert not peer.closed
+
+
+@c2s(max_connections_per_ip=2, max_connections=3)
+def test_connections_beyond_the_caps_are_refused(h):
+    """c2s.max_connections_per_ip and c2s.max_connections: the factory builds no
+    stream (Twisted closes the connection at once); a closed one frees its place."""
+    factory = ClientStreamFactory(h.server, direct_tls=False)
+    first, second = Peer(h, host="192.0.2.7"), Peer(h, host="192.0.2.7")
+    assert factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 1)) is None
+    third = Peer(h, host="198.51.100.1")
+    assert factory.buildProtocol(IPv4Address("TCP", "198.51.100.9", 1)) is None  # 3 in all
+    first.disconnect()
+    assert factory.buildProtocol(IPv4Address("TCP", "192.0.2.7", 1)) is not None
+    assert h.server.streams_by_ip == {"192.0.2.7": 1, "198.51.100.1": 1}
+    second.disconnect()
+    third.disconnect()
+    assert h.server.streams_by_ip == {}

@@ -71,6 +71,9 @@ class ClientStream(protocol.Protocol):
         self._timeout: Any = None
         self._producing = False  # registered as the transport's producer
         self._unread: int | None = None  # bytes queued while the transport is full
+        self._allowance = float(max(self.config.max_read_rate * 2, self.config.max_stanza_size))
+        self._allowance_at = server.clock.seconds()
+        self._reading_paused: Any = None  # the call that resumes reading
 
     # -- connection ---------------------------------------------------------
 
@@ -78,6 +81,7 @@ class ClientStream(protocol.Protocol):
         peer = self.transport.getPeer()
         self.peer_address = getattr(peer, "host", str(peer))
         self.server.streams[self] = Deferred()  # fires when the connection is gone
+        self.server.streams_by_ip[self.peer_address] += 1
         if hasattr(self.transport, "setTcpNoDelay"):
             self.transport.setTcpNoDelay(True)  # stanzas are small and latency-bound
         self._new_parser(
@@ -101,6 +105,7 @@ class ClientStream(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.closing or self.parser is None:
             return
+        self._limit_reading(len(data))
         if self.session is not None:
             self.session.last_received = self.server.clock.seconds()
         try:
@@ -114,11 +119,43 @@ class ClientStream(protocol.Protocol):
     def _feed(self, data: bytes) -> None:
         self.parser.feed(data)
 
+    # A client that sends faster than c2s.max_read_rate is slowed down, not cut
+    # off (SECURITY H23): a token bucket (two seconds' worth, at least one whole
+    # stanza) pays for what was read; once in debt, reading pauses until it is
+    # paid back, and TCP flow control makes the client wait.
+
+    def _limit_reading(self, size: int) -> None:
+        rate = self.config.max_read_rate
+        now = self.server.clock.seconds()
+        burst = max(rate * 2, self.config.max_stanza_size)
+        self._allowance = min(burst, self._allowance + (now - self._allowance_at) * rate) - size
+        self._allowance_at = now
+        if self._allowance >= 0 or self._reading_paused is not None:
+            return
+        pause = getattr(self.transport, "pauseProducing", None)
+        if pause is None:
+            return
+        pause()
+        delay = -self._allowance / rate
+        self._reading_paused = self.server.clock.callLater(delay, self._resume_reading)
+
+    def _resume_reading(self) -> None:
+        self._reading_paused = None
+        if not self.closing:
+            self.transport.resumeProducing()
+
     def connectionLost(self, reason: Failure = protocol.connectionDone) -> None:
         self.closing = True
-        self.server.streams.pop(self, Deferred()).callback(None)
+        if self in self.server.streams:
+            self.server.streams.pop(self).callback(None)
+            by_ip = self.server.streams_by_ip
+            by_ip[self.peer_address] -= 1
+            if by_ip[self.peer_address] <= 0:
+                del by_ip[self.peer_address]
         if self._timeout is not None and self._timeout.active():
             self._timeout.cancel()
+        if self._reading_paused is not None and self._reading_paused.active():
+            self._reading_paused.cancel()
         if self.parser is not None:
             self.parser.close()
         if self.session is not None:
@@ -508,7 +545,18 @@ class ClientStreamFactory(protocol.Factory):
         self.server = server
         self.direct_tls = direct_tls
 
-    def buildProtocol(self, addr: Any) -> ClientStream:
+    def buildProtocol(self, addr: Any) -> ClientStream | None:
+        """A stream for a new connection, or ``None`` (Twisted closes it at once)
+        beyond c2s.max_connections or c2s.max_connections_per_ip (SECURITY H90)."""
+        config = self.server.config.c2s
+        host = getattr(addr, "host", str(addr))
+        if len(self.server.streams) >= config.max_connections:
+            log.warn("refusing {peer}: {n} connections open", peer=host, n=len(self.server.streams))
+            return None
+        from_host = self.server.streams_by_ip[host]
+        if from_host >= config.max_connections_per_ip:
+            log.warn("refusing {peer}: {n} connections from it", peer=host, n=from_host)
+            return None
         stream = ClientStream(self.server, self.direct_tls)
         stream.factory = self
         return stream
