@@ -470,3 +470,30 @@ def test_insecure_stream_offers_neither_starttls_nor_mechanisms(tmp_path):
         stream.connectionLost()
     finally:
         yield h.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_fast_sender_is_slowed_down_over_websocket_too(tmp_path):
+    """c2s.max_read_rate (SECURITY H23): past the bucket the TCP connection under
+    the WebSocket stops being read until the debt is paid back; the stream lives."""
+    web = yield started(tmp_path, c2s={"max_read_rate": 1024, "max_stanza_size": 10_000})
+    client = None
+    try:
+        client = yield WsClient.connect(web)
+        yield client.open()
+        [stream] = [s for s in web.h.server.streams if isinstance(s, WebSocketStream)]
+        tcp = stream.transport.ws.transport
+        junk = b64("x" * 4000)  # not a valid PLAIN message: answered with a failure
+        for _ in range(2):
+            client.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{junk}</auth>")
+            failure = yield client.recv()
+            assert failure.name == "failure"
+        yield until(lambda: tcp not in reactor.getReaders())  # 2 x 5.4 KB > 10 000
+        web.h.clock.advance(5)
+        yield until(lambda: tcp in reactor.getReaders())
+        client.send(f"<auth xmlns='{NS_SASL}' mechanism='PLAIN'>{b64('x')}</auth>")
+        assert (yield client.recv()).name == "failure"  # still served
+    finally:
+        if client is not None:
+            client.disconnect()
+        yield web.stop()

@@ -99,6 +99,15 @@ class _Frames:
     def unregisterProducer(self) -> None:
         self.ws.transport.unregisterProducer()
 
+    # c2s.max_read_rate pauses the TCP connection under the WebSocket: frames
+    # already read are processed, the next wait in the kernel (SECURITY H23).
+
+    def pauseProducing(self) -> None:
+        self.ws.transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self.ws.transport.resumeProducing()
+
 
 class WebSocketStream(ClientStream):
     """A c2s stream whose elements travel one per WebSocket text frame."""
