@@ -10,7 +10,8 @@ goes back to the core, which bounces it ``service-unavailable``; so does a messa
 beyond ``max_messages`` waiting for one user ("queue is full", XEP-0160 §2 step 3).
 
 Sends what is stored, oldest first, to the first resource of the user that sends
-initial presence with a non-negative priority (``session-available``, §2 step 5),
+initial presence with a non-negative priority (``session-available``, §2 step 5)
+or raises its priority from negative to non-negative,
 each with ``<delay xmlns='urn:xmpp:delay' from='{domain}' stamp='...'>`` (§2,
 XEP-0203 §3; the stamp is when the server stored it).
 
@@ -42,13 +43,22 @@ from plugins.offline.stanzas import destroy_after, parse_stored, xep0082
 from plugins.offline.tables import offline_messages
 from xmppd.accounts import parse_localpart
 from xmppd.config import opt
-from xmppd.plugin import Plugin, PluginContext, StanzaError, hook
+from xmppd.plugin import Plugin, PluginContext, Priority, StanzaError, hook
 from xmppd.router import StanzaEvent
 from xmppd.sessions import Session
 
 NS_DELAY = "urn:xmpp:delay"
 NS_HINTS = "urn:xmpp:hints"
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
+
+
+def presence_priority(stanza: domish.Element) -> int:
+    """RFC 6121 §4.7.2.3: the <priority/> child, 0 when absent or malformed."""
+    element = next(stanza.elements("jabber:client", "priority"), None)
+    try:
+        return int(str(element)) if element is not None else 0
+    except ValueError:
+        return 0
 
 
 def storable(stanza: domish.Element) -> bool:
@@ -137,6 +147,18 @@ class OfflineMessages(Plugin):
     def came_online(self, session: Session) -> None:
         if session.priority >= 0:  # XEP-0160 §2 step 5: "non-negative available presence"
             self.flush(session)
+
+    @hook("presence/self", priority=Priority.OBSERVE)
+    def priority_raised(self, event: StanzaEvent) -> None:
+        """An available resource going from negative to non-negative priority is
+        now one messages are delivered to (RFC 6121 §8.5.2.1.1): it gets the stored
+        ones too. Runs before the core records the new priority."""
+        session = event.origin
+        if session is None or event.type is not None or not session.available:
+            return None  # initial presence: session-available does it
+        if session.priority < 0 <= presence_priority(event.stanza):
+            self.flush(session)
+        return None
 
     def flush(self, session: Session) -> Deferred | None:
         ids = parse_localpart(session.bare.user or "")

@@ -129,6 +129,27 @@ def test_negative_priority_neither_receives_nor_blocks_storage(tmp_path):
 
 
 @pytest_twisted.inlineCallbacks
+def test_priority_raised_to_non_negative_gets_the_stored_messages(tmp_path):
+    """RFC 6121 §8.5.2.1.1: a resource whose priority goes from negative to
+    non-negative now receives bare-JID messages, so it gets the stored ones; a
+    change that stays negative, or from 0 to 5, claims nothing."""
+    h = yield start(tmp_path)
+    try:
+        alice = yield h.login("alice", available=True)
+        shy = yield h.login("bob", "shy")
+        yield h.send(shy, "<presence><priority>-5</priority></presence>")
+        yield h.send(alice, chat(h.jid_of("bob"), "kept"))
+        yield h.send(shy, "<presence><priority>-1</priority></presence>")
+        assert bodies(shy) == [] and (yield waiting(h, "bob")) == 1
+        yield h.send(shy, "<presence><priority>0</priority></presence>")
+        assert bodies(shy) == ["kept"] and (yield waiting(h, "bob")) == 0
+        yield h.send(shy, "<presence><priority>5</priority></presence>")
+        assert bodies(shy) == []
+    finally:
+        yield h.stop()
+
+
+@pytest_twisted.inlineCallbacks
 def test_what_is_not_stored(tmp_path):
     """XEP-0160 §3, XEP-0334 §4: headline and error vanish (RFC 6121 §8.5.2.2.1),
     groupchat, a message without body or <store/>, one with <no-store/> and a
