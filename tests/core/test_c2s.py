@@ -940,8 +940,8 @@ def test_stream_prefix_does_not_leak_into_routed_stanzas(h, localpart):
 @c2s(max_read_rate=1024, max_stanza_size=10_000)
 def test_a_fast_sender_is_slowed_down_not_cut_off(h):
     """c2s.max_read_rate: past the bucket (2 s worth, at least one whole stanza)
-    reading pauses for as long as the debt takes to pay back, then resumes; what
-    was read is processed, and the stream stays open."""
+    reading pauses for as long as the debt takes to pay back, then resumes; bytes
+    that still arrive meanwhile wait until then; the stream stays open."""
     peer = Peer(h)
     peer.open()
     assert peer.transport.producerState == "producing"
@@ -949,10 +949,15 @@ def test_a_fast_sender_is_slowed_down_not_cut_off(h):
     assert peer.transport.producerState == "producing"
     peer.send(b" " * 3_048)  # over 2 048 bytes in debt (with the header): > 2 s at 1 KiB/s
     assert peer.transport.producerState == "paused"
+    peer.take()
+    peer.send(f"<auth xmlns='{NS_SASL}' mechanism='X-UNKNOWN'/>")  # already in flight
+    assert peer.take() == []  # held, not parsed, while paused
     h.clock.advance(1.9)
     assert peer.transport.producerState == "paused"
     h.clock.advance(0.5)
     assert peer.transport.producerState == "producing"
+    [failure] = peer.take()  # parsed once the debt was paid
+    assert failure.name == "failure"
     assert not peer.closed
 
 

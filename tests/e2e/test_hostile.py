@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -83,6 +84,16 @@ class GoodPair:
             assert got["from"] == sender.boundjid
         pong = await alice.plugin["xep_0199"].send_ping(DOMAIN, timeout=5)
         assert pong["type"] == "result"
+
+    def ping_rtt(self) -> float:
+        """Seconds for one XEP-0199 ping of the server by alice."""
+
+        async def one() -> float:
+            started = time.monotonic()
+            await self.clients[0].plugin["xep_0199"].send_ping(DOMAIN, timeout=5)
+            return time.monotonic() - started
+
+        return self.thread.call(one(), timeout=10)
 
     def check(self) -> None:
         """The pair is still connected and still exchanges messages both ways."""
@@ -260,6 +271,37 @@ def test_deep_nesting(server: XmppServer, good_pair: GoodPair) -> None:
         raw.send(f"<message to='{jid}'>" + "<a>" * depth + "</a>" * depth + "</message>")
     assert "depth" in error_text(raw.elements[-1])
     assert not [e for e in raw.elements if e.tag == "{jabber:client}message"]
+    good_pair.check()
+
+
+def test_flood_is_slowed_down_and_others_keep_their_latency(
+    server: XmppServer, good_pair: GoodPair
+) -> None:
+    """SECURITY.md H23: 3 000 pings in one burst from one client (about 280 KB) are
+    read at c2s.max_read_rate (64 KiB/s after a 128 KiB bucket), so answering them
+    all takes over a second, while another client's ping stays fast; nobody is cut off."""
+    count = 3000
+    with raw_stream(server.port) as raw:
+        raw.open()
+        raw.starttls()
+        raw.auth_plain(server.users["mallory"])
+        flood = "".join(
+            f"<iq type='get' id='f{i}' to='{DOMAIN}'><ping xmlns='urn:xmpp:ping'/></iq>"
+            for i in range(count)
+        )
+        started = time.monotonic()
+        sender = threading.Thread(target=raw.send, args=(flood,), daemon=True)
+        sender.start()
+        during = [good_pair.ping_rtt() for _ in range(5)]
+        sender.join(timeout=30)
+        assert not sender.is_alive()
+        answered = 0
+        while answered < count:
+            if raw.next_element().tag == "{jabber:client}iq":
+                answered += 1
+        elapsed = time.monotonic() - started
+    assert elapsed > 1.0, f"{count} pings answered in {elapsed:.2f}s: not slowed down"
+    assert max(during) < 0.5, during
     good_pair.check()
 
 

@@ -74,6 +74,7 @@ class ClientStream(protocol.Protocol):
         self._allowance = float(max(self.config.max_read_rate * 2, self.config.max_stanza_size))
         self._allowance_at = server.clock.seconds()
         self._reading_paused: Any = None  # the call that resumes reading
+        self._held: list[bytes] | None = None  # read while paused, parsed on resume
 
     # -- connection ---------------------------------------------------------
 
@@ -105,6 +106,9 @@ class ClientStream(protocol.Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.closing or self.parser is None:
             return
+        if self._held is not None:  # reading is paused; TLS had decrypted this already
+            self._held.append(data)
+            return
         self._limit_reading(len(data))
         if self.session is not None:
             self.session.last_received = self.server.clock.seconds()
@@ -122,7 +126,8 @@ class ClientStream(protocol.Protocol):
     # A client that sends faster than c2s.max_read_rate is slowed down, not cut
     # off (SECURITY H23): a token bucket (two seconds' worth, at least one whole
     # stanza) pays for what was read; once in debt, reading pauses until it is
-    # paid back, and TCP flow control makes the client wait.
+    # paid back, and TCP flow control makes the client wait. Bytes that arrive
+    # while paused (one read's worth at most) are held, not parsed, till then.
 
     def _limit_reading(self, size: int) -> None:
         rate = self.config.max_read_rate
@@ -136,11 +141,18 @@ class ClientStream(protocol.Protocol):
         if pause is None:
             return
         pause()
+        self._held = []
         delay = -self._allowance / rate
         self._reading_paused = self.server.clock.callLater(delay, self._resume_reading)
 
     def _resume_reading(self) -> None:
         self._reading_paused = None
+        held, self._held = self._held or [], None
+        for index, data in enumerate(held):
+            self.dataReceived(data)
+            if self._held is not None:  # in debt again: keep the rest for later
+                self._held.extend(held[index + 1 :])
+                return
         if not self.closing:
             self.transport.resumeProducing()
 
