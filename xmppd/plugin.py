@@ -181,6 +181,11 @@ class PluginContext:
         """A plugin this one declared in ``depends``."""
         return self._plugins(name)
 
+    def loaded(self, name: str) -> Plugin | None:
+        """An optional dependency: the plugin ``name`` when it is enabled, else ``None``.
+        Every plugin is built before any starts: call it from ``start()`` on."""
+        return next((p for p in self._loaded() if p.name == name), None)
+
     def features(self) -> list[str]:
         """The disco features of every loaded plugin (XEP-0030), sorted."""
         return sorted({f for p in self._loaded() for f in p.features})

@@ -1,12 +1,13 @@
 """Dialogs: the hosted services' conversations (private, group, public,
 broadcast), one store shared by every front end.
 
-The REST API (``plugins/chat_api/``) and XMPP history (``save_to_history``
-on 1-1 chat messages, handled here) use it now; chat markers and MUC rooms will
-use the same store (docs/dialogs.md). Other plugins reach it with ``depends = ("dialogs",)`` and
-``ctx.plugin("dialogs")``; every method returns a Deferred and raises the
-errors of :mod:`plugins.dialogs.model`, also reachable as attributes of the
-plugin (``store.NotFoundError``...), so a front end needs no import of this package.
+The REST API (``plugins/chat_api/``), XMPP history (``save_to_history``
+on 1-1 chat messages, handled here), chat markers and the MUC plugin's dialog
+rooms (``save_groupchat``, ``dialogs/room-message``) use it (docs/dialogs.md).
+Other plugins reach it with ``depends = ("dialogs",)`` and ``ctx.plugin("dialogs")``;
+every method returns a Deferred and raises the errors of
+:mod:`plugins.dialogs.model`, also reachable as attributes of the plugin
+(``store.NotFoundError``...), so a front end needs no import of this package.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from twisted.words.xish import domish
 from plugins.dialogs import history, query, reactions, search, store, xmpp
 from plugins.dialogs.model import (
     PRIVATE,
+    ROOM_TYPES,
     Dialog,
     DialogError,
     ForbiddenError,
     InvalidError,
     NotFoundError,
+    RoomMessage,
     new_id,
 )
 from plugins.dialogs.tables import (
@@ -40,7 +43,12 @@ from xmppd.router import StanzaEvent
 
 
 class Dialogs(Plugin):
-    """The dialogs store; every call is scoped to one application."""
+    """The dialogs store; every call is scoped to one application.
+
+    Fires ``dialogs/room-message`` (a :class:`~plugins.dialogs.model.RoomMessage`)
+    for what a group or public dialog's room sends (issue 5: REST ``send_to_chat``,
+    edit, delete and reaction notifications); the ``muc`` plugin's dialog rooms
+    deliver it, and without a handler the private-style delivery applies."""
 
     name = "dialogs"
     implements = ("ConnectyCube/QuickBlox chat dialogs (store)",)
@@ -65,8 +73,13 @@ class Dialogs(Plugin):
         return datetime.fromtimestamp(self.ctx.clock.seconds(), UTC)
 
     def room_jid(self, dialog: Dialog) -> str | None:
-        """``{app_id}_{dialog_id}@muc.{domain}`` for public and group dialogs."""
-        return dialog.room_jid(self.ctx.domain)
+        """``{app_id}_{dialog_id}@muc.{domain}`` for public and group dialogs (the
+        MUC plugin's ``host`` when it is loaded: issue 5)."""
+        jid = dialog.room_jid(self.ctx.domain)
+        muc = self.ctx.loaded("muc")
+        if jid is None or muc is None:
+            return jid
+        return f"{dialog.app_id}_{dialog.id}@{muc.host}"
 
     def create(self, app_id: int, owner: int, fields: dict[str, Any]) -> Deferred:
         """-> ``(Dialog, created)``; a private pair's existing dialog is returned."""
@@ -155,21 +168,47 @@ class Dialogs(Plugin):
             session.send(stanza)
         return len(sessions)
 
+    def room_message(
+        self,
+        app_id: int,
+        dialog_id: str,
+        sender_id: int,
+        stanza: domish.Element,
+        recipients: list[int],
+    ) -> bool:
+        """Issue 5: hand a ``groupchat`` stanza (no ``from``/``to``) to the dialog's MUC
+        room, which delivers it from ``{room}/{sender_id}`` to the recipients' online
+        resources (``dialogs/room-message``, plugins/muc/dialog_rooms.py); -> whether
+        a room took it (``False`` without the ``muc`` plugin)."""
+        if not self.ctx.events.has("dialogs/room-message"):
+            return False
+        notice = RoomMessage(app_id, dialog_id, sender_id, stanza, recipients)
+        return self.ctx.events.fire("dialogs/room-message", notice) is not None
+
     def send_saved(self, app_id: int, view: dict[str, Any], dialog: Dialog) -> None:
         """Route a stored message to the dialog's other occupant as a client's saved
         message is routed (§4.5; RFC 6121 §8.5.2): ``type='chat'``, private only;
-        privacy lists, carbons and offline storage apply as to any message."""
-        # TODO(issue 5): group and public dialogs deliver through the MUC room.
+        privacy lists, carbons and offline storage apply as to any message. A group
+        or public dialog's goes through its room as ``groupchat`` to every occupant,
+        the sender's resources included (issue 5; XEP-0045 §7.4 reflection)."""
         sender = self.jid(app_id, view["sender_id"])
+        if dialog.type in ROOM_TYPES:
+            stanza = self.saved_groupchat(view)
+            self.room_message(app_id, dialog.id, view["sender_id"], stanza, dialog.occupants_ids)
+            return
         for user_id in dialog.occupants_ids:
             if user_id != view["sender_id"] and dialog.type == PRIVATE:
                 to = self.jid(app_id, user_id)
                 self.ctx.router.deliver(xmpp.saved_stanza(view, sender, to))
 
     def send_removed(self, app_id: int, sender_id: int, removed: list) -> None:
-        """The delete notification (§4.5) for ``history.delete_messages``'s ``removed``."""
+        """The delete notification (§4.5) for ``history.delete_messages``'s ``removed``;
+        a room dialog's as ``groupchat`` from the room (issue 5)."""
         sender = self.jid(app_id, sender_id)
-        for dialog_id, message_id, others in removed:
+        for dialog_id, message_id, others, room in removed:
+            stanza = xmpp.remove_stanza(dialog_id, message_id, sender, sender)
+            if room and self.room_message(app_id, dialog_id, sender_id, _group(stanza), others):
+                continue
             for user_id in others:
                 to = self.jid(app_id, user_id)
                 self.to_online(
@@ -178,10 +217,16 @@ class Dialogs(Plugin):
 
     def send_edited(self, app_id: int, sender_id: int, text: str, edited: list) -> None:
         """The edit notification (§4.5 ``replace``) of ``history.update_messages``'s
-        edited messages, to the other occupants' online resources."""
-        # TODO(issue 5): group and public dialogs will notify through the MUC room.
+        edited messages, to the other occupants' online resources; a room dialog's
+        as ``groupchat`` from the room (issue 5)."""
         sender = self.jid(app_id, sender_id)
-        for dialog_id, message_id, last, others in edited:
+        for dialog_id, message_id, last, others, room in edited:
+            if room:
+                stanza = xmpp.edit_stanza(
+                    dialog_id, message_id, text, last, sender, sender, new_id()
+                )
+                if self.room_message(app_id, dialog_id, sender_id, _group(stanza), others):
+                    continue
             for user_id in others:
                 stanza = xmpp.edit_stanza(
                     dialog_id, message_id, text, last, sender, self.jid(app_id, user_id), new_id()
@@ -191,24 +236,25 @@ class Dialogs(Plugin):
     def send_reactions(self, app_id: int, change: reactions.Change) -> None:
         """The reactions notification (§4.5) of ``update_reactions``'s change to the
         occupants' online resources, the reactor's own included (his other devices:
-        a REST call has no resource of its own); nothing when nothing changed."""
-        # TODO(issue 5): group and public dialogs will notify through the MUC room.
+        a REST call has no resource of its own); nothing when nothing changed. A
+        room dialog's goes as ``groupchat`` from the room (issue 5)."""
         changes = [("remove", change.removed)] if change.removed else []
         changes += [("add", change.added)] if change.added else []
         if not changes:
             return
         sender = self.jid(app_id, change.user_id)
-        for user_id in change.notified:
-            stanza = xmpp.reactions_stanza(
-                change.dialog_id,
-                change.message_id,
-                change.user_id,
-                changes,
-                sender,
-                self.jid(app_id, user_id),
-                new_id(),
+
+        def stanza(to: str) -> domish.Element:
+            return xmpp.reactions_stanza(
+                change.dialog_id, change.message_id, change.user_id, changes, sender, to, new_id()
             )
-            self.to_online(app_id, user_id, stanza)
+
+        if change.room and self.room_message(
+            app_id, change.dialog_id, change.user_id, _group(stanza(sender)), change.notified
+        ):
+            return
+        for user_id in change.notified:
+            self.to_online(app_id, user_id, stanza(self.jid(app_id, user_id)))
 
     def send_system(
         self, app_id: int, sender_id: int, recipient: int, body: str | None, params: dict
@@ -223,13 +269,39 @@ class Dialogs(Plugin):
         self.to_online(app_id, recipient, stanza)
         return message_id
 
+    async def save_groupchat(
+        self, app_id: int, sender_id: int, dialog_id: str, stanza: domish.Element
+    ) -> str | None:
+        """Issue 5: a ``groupchat`` message to the room of ``dialog_id`` (the MUC
+        plugin checked the sender may post), stored as a 1-1 message is when it has
+        ``extraParams/save_to_history`` (history, ``last_message*``, every other
+        occupant's unread count) and stamped with the stored ids; an unsaved one
+        gets ``extraParams/dialog_id`` only. -> the message id, or ``None``."""
+        extra = xmpp.extra_params(stanza)  # drops a client message_id (H59)
+        if extra is None:
+            xmpp.stamp_dialog(stanza, dialog_id)
+            return None
+        message = xmpp.read_message(stanza, extra, sender_id, self.ctx.clock.seconds())
+        message.dialog_id = dialog_id
+        try:
+            _, message_id = await self.save_message(app_id, message)
+        except (ForbiddenError, NotFoundError):
+            raise StanzaError("forbidden", text="not an occupant of this dialog") from None
+        xmpp.stamp(extra, dialog_id, message_id, message.date_sent)
+        return message_id
+
+    def saved_groupchat(self, view: dict[str, Any]) -> domish.Element:
+        """A stored Message as the ``groupchat`` stanza of its room (no ``from``/``to``),
+        for a MUC history replay (XEP-0045 §7.2.15)."""
+        return _group(xmpp.saved_stanza(view, "", "", "groupchat"))
+
     @hook("pre-message/bare", "pre-message/full", priority=Priority.ANNOTATE)
     async def save_to_history(self, event: StanzaEvent) -> None:
         """Issue 3 "History over XMPP", SDK-CONTRACT §4.5: a 1-1 chat message with
         ``extraParams/save_to_history`` is stored before it is delivered, and the
         delivered stanza carries the stored ``dialog_id`` and ``message_id``."""
-        # TODO(issue 5): groupchat to a dialog's room JID is routed by MUC (dest
-        # "remote" for muc.{domain} today); it will save through the same call.
+        # Groupchat to a dialog's room is the MUC plugin's (dest "remote"): it saves
+        # through save_groupchat (issue 5).
         origin = event.origin
         if origin is None or origin.app_id is None:
             return None
@@ -249,6 +321,14 @@ class Dialogs(Plugin):
             return None  # the recipient is no user of this application: delivery bounces
         xmpp.stamp(extra, dialog_id, message_id, message.date_sent)
         return None
+
+
+def _group(stanza: domish.Element) -> domish.Element:
+    """A notification as its room sends it: ``groupchat``, addressed by the room."""
+    stanza["type"] = "groupchat"
+    for name in ("from", "to"):
+        stanza.attributes.pop(name, None)
+    return stanza
 
 
 __all__ = ["Dialog", "DialogError", "Dialogs", "ForbiddenError", "InvalidError", "NotFoundError"]

@@ -23,6 +23,7 @@ from plugins.dialogs.model import (
     MAX_LIMIT,
     OPEN_TYPES,
     PRIVATE,
+    ROOM_TYPES,
     ForbiddenError,
     InvalidError,
     new_id,
@@ -287,11 +288,12 @@ def update_messages(
     ids: list[str],
     changes: dict[str, Any],
     now: datetime,
-) -> list[tuple[str, str, bool, list[int]]]:
+) -> list[tuple[str, str, bool, list[int], bool]]:
     """§5.2 ``message.update``: ``read=1`` / ``delivered=1`` for the caller on
     ``ids`` (none: the whole dialog); ``message``, a new text, by its sender only
     (SECURITY H61). -> ``[(dialog_id, message_id, is the dialog's last message,
-    other occupants)]`` of the edited messages, for the edit notification (§4.5)."""
+    other occupants, a room dialog)]`` of the edited messages, for the edit
+    notification (§4.5)."""
     d = store.get(conn, app_id, dialog_id, caller)
     if caller not in d.occupants_ids:
         raise ForbiddenError("You are not an occupant of this dialog")
@@ -315,7 +317,8 @@ def update_messages(
             .values(last_message=text)
         )
         others_ids = [u for u in d.occupants_ids if u != caller]
-        return [(d.id, i, i == d.last_message_id, others_ids) for i in edited]
+        room = d.type in ROOM_TYPES  # issue 5: notified through the room
+        return [(d.id, i, i == d.last_message_id, others_ids, room) for i in edited]
     return []
 
 
@@ -436,18 +439,18 @@ def _last_message(conn: Connection, dialog_id: str) -> None:
 
 def delete_messages(
     conn: Connection, app_id: int, caller: int, ids: list[str], force: bool
-) -> tuple[dict[str, list[str]], list[tuple[str, str, list[int]]]]:
+) -> tuple[dict[str, list[str]], list[tuple[str, str, list[int], bool]]]:
     """§5.2 ``message.delete``: hide ``ids`` for the caller (an occupant), or with
     ``force`` delete them for everyone (the sender only), lowering the unread
     counts of those who had not read them and recomputing ``last_message*``;
     -> ``({SuccessfullyDeleted, NotFound, WrongPermissions}, [(dialog_id,
-    message_id, other occupants)] removed for everyone)``."""
+    message_id, other occupants, a room dialog)] removed for everyone)``."""
     result: dict[str, list[str]] = {
         "SuccessfullyDeleted": [],
         "NotFound": [],
         "WrongPermissions": [],
     }
-    removed: list[tuple[str, str, list[int]]] = []
+    removed: list[tuple[str, str, list[int], bool]] = []
     for message_id in dict.fromkeys(ids):
         row = conn.execute(
             select(messages).where(messages.c.id == message_id, messages.c.app_id == app_id)
@@ -479,7 +482,8 @@ def delete_messages(
             last = select(dialogs.c.last_message_id).where(dialogs.c.id == d.id)
             if conn.execute(last).scalar() == message_id:
                 _last_message(conn, d.id)
-            removed.append((d.id, message_id, [u for u in d.occupants_ids if u != caller]))
+            others = [u for u in d.occupants_ids if u != caller]
+            removed.append((d.id, message_id, others, d.type in ROOM_TYPES))
         else:
             if row.sender_id != caller:
                 mark_read(conn, d.id, caller, [message_id])

@@ -71,6 +71,19 @@ class Dialog:
         return f"{self.app_id}_{self.id}@muc.{domain}" if self.type in ROOM_TYPES else None
 
 
+@dataclass
+class RoomMessage:
+    """The ``dialogs/room-message`` event (issue 5): ``stanza``, a ``groupchat`` with
+    no ``from``/``to``, from ``sender_id`` in the room of ``dialog_id``, for the
+    users ``recipients``; the MUC plugin's dialog rooms deliver it."""
+
+    app_id: int
+    dialog_id: str
+    sender_id: int
+    stanza: Any
+    recipients: list[int]
+
+
 # Characters XML 1.0 cannot carry (§2.2 Char): text that the server puts into a
 # stanza (an edited body, a reaction) must not have them, or the receiving
 # client's parser fails and its stream ends.

@@ -15,7 +15,14 @@ from sqlalchemy.exc import IntegrityError
 
 from plugins.dialogs import store
 from plugins.dialogs.history import hidden_by
-from plugins.dialogs.model import OPEN_TYPES, PUBLIC, Dialog, ForbiddenError, InvalidError
+from plugins.dialogs.model import (
+    OPEN_TYPES,
+    PUBLIC,
+    ROOM_TYPES,
+    Dialog,
+    ForbiddenError,
+    InvalidError,
+)
 from plugins.dialogs.model import NotFoundError as NotFound
 from plugins.dialogs.tables import MAX_REACTION
 from plugins.dialogs.tables import dialogs_messages as messages
@@ -37,6 +44,7 @@ class Change:
     added: str | None
     removed: str | None
     notified: list[int]
+    room: bool = False  # a group or public dialog: notified through its room (issue 5)
 
 
 def reaction(value: Any, field: str) -> str | None:
@@ -117,4 +125,4 @@ def update_reactions(
         except IntegrityError:
             pass
     notified = [*d.occupants_ids, *([] if caller in d.occupants_ids else [caller])]
-    return Change(d.id, row.id, caller, added, removed, notified)
+    return Change(d.id, row.id, caller, added, removed, notified, d.type in ROOM_TYPES)

@@ -101,6 +101,18 @@ def stamp(extra: domish.Element, dialog_id: str, message_id: str, date_sent: int
     extra.addElement("date_sent", content=str(date_sent))
 
 
+def stamp_dialog(stanza: domish.Element, dialog_id: str) -> None:
+    """Issue 5: an unsaved group message still carries ``extraParams/dialog_id``
+    (the room's dialog), never a client's ``dialog_id`` or ``message_id`` (H59)."""
+    extra = next(stanza.elements(NS_CLIENT, "extraParams"), None)
+    if extra is None:
+        extra = stanza.addElement((NS_CLIENT, "extraParams"))
+    for child in list(extra.elements()):
+        if child.name in ("dialog_id", "message_id"):
+            extra.children.remove(child)
+    extra.addElement("dialog_id", content=dialog_id)
+
+
 # Custom parameter names that make a safe XML element name (REST callers choose them).
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
@@ -135,12 +147,13 @@ def _message(kind: str, sender: str, to: str, stanza_id: str | None = None) -> d
     return msg
 
 
-def saved_stanza(view: dict[str, Any], sender: str, to: str) -> domish.Element:
+def saved_stanza(view: dict[str, Any], sender: str, to: str, kind: str = "chat") -> domish.Element:
     """A stored Message (§5.2 object) as the ``type='chat'`` stanza a client's saved
-    message is delivered as (§4.5): body, ``extraParams`` with ``save_to_history``,
-    the stored ``dialog_id``/``message_id``/``date_sent``, custom parameters and
+    message is delivered as (§4.5; ``groupchat`` in a room, issue 5): body,
+    ``extraParams`` with ``save_to_history``, the stored
+    ``dialog_id``/``message_id``/``date_sent``, custom parameters and
     ``<attachment/>`` elements."""
-    msg = _message("chat", sender, to, view["_id"])
+    msg = _message(kind, sender, to, view["_id"])
     if view.get("message") is not None:
         msg.addElement("body", content=str(view["message"]))
     extra = msg.addElement((NS_CLIENT, "extraParams"))

@@ -10,7 +10,7 @@ from tests.harness import DOMAIN, Harness
 ALL = [
     *("disco", "ping", "time", "version", "offline", "carbons", "chatstates", "csi"),
     *("privacy", "last_activity", "amp", "dialogs", "chat_api", "markers", "correction"),
-    *("message_delete", "system_messages", "destroy"),
+    *("message_delete", "system_messages", "destroy", "muc"),
 ]
 
 # What a client may rely on, by specification (each plugin's docs/ page says why).
