@@ -395,11 +395,12 @@ def test_store_claim_put_back_and_purge(offline_db):
     assert db.run_sync(store.count, b) == 1
 
 
+@pytest.mark.parametrize(
+    "db_url", [pytest.param("postgresql", marks=pytest.mark.postgresql)], indirect=True
+)
 def test_two_claims_at_once_share_nothing(offline_db, db_url):
     """Delivered once: a claim that waits on another's open transaction finds the
     rows gone (PostgreSQL, several threads; SQLite has one writer anyway)."""
-    if not db_url.startswith("postgresql"):
-        pytest.skip("SQLite serialises every transaction on one thread")
     db, (a, _) = offline_db
     for n in range(3):
         db.run_sync(store.store, a, f"<m{n}/>", T0, None, 10)
