@@ -258,6 +258,35 @@ async function flow() {
     check(hit.dialogId === state.privateId && hit.userId === b.id, JSON.stringify(hit));
     return hit;
   });
+  // -- XMPP: a saved group message, B never joined the room (issue 5) -------------------
+  await step('group_message_without_join', async () => {
+    const body = `to the group ${suffix}`;
+    const roomJid = `${credentials.appId}_${state.groupId}@muc.${config.endpoints.chat}`;
+    const arrived = new Promise((resolve) => {
+      const look = () => {
+        const hit = b.received.find((r) => r.message.body === body);
+        if (hit) resolve(hit);
+        else b.waiters.push(look);
+      };
+      look();
+    });
+    const id = a.cc.chat.send(roomJid, {
+      type: 'groupchat',
+      body,
+      extension: { save_to_history: 1, dialog_id: state.groupId },
+    });
+    const { userId, message } = await arrived;
+    check(userId === a.id, `from user ${userId}`);
+    check(message.type === 'groupchat', `type ${message.type}`);
+    check(message.dialog_id === state.groupId, `dialog_id ${message.dialog_id}`);
+    check(message.id === id, `id ${message.id} != ${id}`);
+    const counts = await b.cc.chat.message.unreadCount({ chat_dialog_ids: [state.groupId] });
+    check(counts[state.groupId] === 1, `group unread ${JSON.stringify(counts)}`);
+    const history = await b.cc.chat.message.list({ chat_dialog_id: state.groupId, mark_as_read: 0 });
+    check(history.items.some((m) => m._id === id && m.message === body),
+      `history ${JSON.stringify(history.items)}`);
+    return { id, dialog_id: message.dialog_id, unread: counts[state.groupId] };
+  });
   await step('dialog_update', async () => {
     const dialog = await a.cc.chat.dialog.update(state.groupId, {
       name: 'SDK group renamed',

@@ -35,7 +35,12 @@ NPM_TIMEOUT = 300.0  # seconds for npm ci
 FLOW_TIMEOUT = 120.0  # seconds for the whole SDK run
 STEP_TIMEOUT_MS = 10_000  # every wait inside the script
 
-PLUGINS = ["disco", "ping", "time", "version", "dialogs", "chat_api"]
+# What an app on the SDKs runs: the default plugins and the whole hosted chat model.
+PLUGINS = [
+    *("disco", "ping", "time", "version", "offline", "carbons", "chatstates", "csi"),
+    *("privacy", "last_activity", "dialogs", "chat_api", "markers", "correction"),
+    *("message_delete", "system_messages", "destroy", "muc"),
+]
 HISTORY_STEPS = (  # history over XMPP, /chat/Message and unread counts
     "unread_count",
     "dialog_last_message",
@@ -218,6 +223,12 @@ def test_message_send_and_receive(flow: FlowRun) -> None:
     the client's id, type chat, dialog_id and the custom extension; B's SDK answers
     with a received marker that reaches A's onDeliveredStatusListener."""
     flow.assert_ok("message_send_receive", "delivered_marker")
+
+
+def test_group_message_reaches_an_occupant_who_never_joined(flow: FlowRun) -> None:
+    """Issue 5: a saved groupchat to the group dialog's room reaches B's
+    onMessageListener without B joining; B's REST unread count and history agree."""
+    flow.assert_ok("group_message_without_join")
 
 
 def test_history_and_unread_counts(flow: FlowRun) -> None:
