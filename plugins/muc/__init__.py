@@ -11,8 +11,9 @@ them as ``remote-server-not-found``:
   handed to :class:`plugins.muc.dialog_rooms.DialogRooms` when ``dialogs`` is enabled,
   else ``item-not-found``;
 - to any other room: the standard rooms of :mod:`plugins.muc.rooms` (presence to
-  enter, leave, change nick or status; groupchat and private messages; invitations;
-  subject; the admin and owner IQs; room disco).
+  enter, leave, change nick or status, several sessions under one nick; groupchat and
+  private messages; invitations; subject; the admin and owner IQs; room disco; IQs
+  relayed between occupants, whose answers come back here).
 
 Also adds the service to the server's disco#items (§6.1). Occupants whose session
 goes unavailable or ends leave their rooms (§7.14).
@@ -25,6 +26,7 @@ with their last occupant.
 from __future__ import annotations
 
 import re
+import secrets
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -39,9 +41,11 @@ from xmppd.config import opt
 from xmppd.plugin import Plugin, PluginContext, Priority, StanzaError, hook
 from xmppd.router import StanzaEvent
 from xmppd.sessions import Session
+from xmppd.stanza import clone
 
 NS_DISCO_INFO = "http://jabber.org/protocol/disco#info"
 NS_DISCO_ITEMS = "http://jabber.org/protocol/disco#items"
+RELAY_TIMEOUT = 120  # seconds a relayed IQ waits for its answer
 DIALOG_ROOM = re.compile(r"^(\d+)_([0-9a-f]{24})$")  # {app_id}_{dialog_id} (issue 5)
 
 
@@ -75,6 +79,9 @@ class Muc(Plugin):
         self.dialog_rooms: Any = None  # plugins.muc.dialog_rooms.DialogRooms, if dialogs
         self.privacy: Any = None  # plugins.privacy, if enabled
         self.writes = defer.DeferredLock()  # room writes, in order
+        # IQs relayed to occupants: our id -> (asker's real full JID, its id, the
+        # answerer's real full JID, the room JID the answer comes from, the expiry call)
+        self.relayed: dict[str, tuple[JID, str | None, JID, JID, Any]] = {}
 
     def start(self) -> Any:
         self.privacy = self.ctx.loaded("privacy")
@@ -87,6 +94,10 @@ class Muc(Plugin):
         return d
 
     def stop(self) -> Any:
+        for *_, expiry in self.relayed.values():
+            if expiry.active():
+                expiry.cancel()
+        self.relayed.clear()
         return self.writes.acquire().addCallback(lambda lock: lock.release())
 
     def write(self, fn: Any, *args: Any) -> None:
@@ -106,7 +117,8 @@ class Muc(Plugin):
         if event.to.host != self.host:
             return None
         if event.kind == "iq" and event.type in ("result", "error"):
-            return True  # no IQ of ours waits for answers
+            self.relay_answer(event)
+            return True
         if event.to.user is None:
             return self.service(event)
         dialog = DIALOG_ROOM.match(event.to.user)
@@ -157,6 +169,33 @@ class Muc(Plugin):
         room = Room.create(self, event.to.user, owner)
         self.rooms[room.name] = room
         return room
+
+    # -- IQs relayed between occupants (Room.relay_iq) ----------------------------------
+
+    def pending_iq(self, event: StanzaEvent, answerer: JID, room: str, nick: str) -> str:
+        """Remember a relayed IQ; returns the id it goes out with."""
+        relay_id = f"muc-{secrets.token_hex(8)}"
+        expiry = self.ctx.clock.callLater(RELAY_TIMEOUT, self.relayed.pop, relay_id, None)
+        asked = (event.sender, event.stanza.getAttribute("id"), answerer)
+        self.relayed[relay_id] = (*asked, self.room_jid(room, nick), expiry)
+        return relay_id
+
+    def relay_answer(self, event: StanzaEvent) -> None:
+        """The answer to a relayed IQ goes back to the asker from ``room/nick`` with its
+        own id; an answer nobody waits for (or from someone else) is dropped."""
+        pending = self.relayed.get(event.stanza.getAttribute("id") or "")
+        if pending is None or pending[2] != event.sender:
+            return
+        asker, asked_id, _, answered_from, expiry = self.relayed.pop(event.stanza["id"])
+        if expiry.active():
+            expiry.cancel()
+        out = clone(event.stanza)
+        out["from"], out["to"] = answered_from.full(), asker.full()
+        if asked_id is None:
+            out.attributes.pop("id", None)
+        else:
+            out["id"] = asked_id
+        self.send(out)
 
     def room_gone(self, room: Room) -> None:
         self.rooms.pop(room.name, None)

@@ -205,7 +205,7 @@ def owner_iq(room: Room, event: StanzaEvent, query: domish.Element) -> domish.El
         x = notice.addElement((NS_USER, "x"))
         for code in codes:
             x.addElement("status")["code"] = code
-        room.plugin.send(notice)
+        room.send_to(occupant, notice)
     if not room.occupants and not room.config.persistent:
         room.plugin.room_gone(room)
     return event.result()

@@ -49,12 +49,33 @@ def child(element: domish.Element, uri: str, name: str) -> domish.Element | None
     return next((c for c in element.elements(uri, name)), None)
 
 
-@dataclass
 class Occupant:
-    nick: str
-    jid: JID  # the real full JID
-    role: str
-    presence: domish.Element | None = None  # the last presence it sent to the room
+    """A nick in the room: one real bare JID, one or more of its sessions (§7.2
+    multi-session nicks, as Prosody and ejabberd do). The most recently active session
+    is last: its full JID and presence are the occupant's."""
+
+    def __init__(
+        self, nick: str, jid: JID, role: str, presence: domish.Element | None = None
+    ) -> None:
+        self.nick, self.role = nick, role
+        self.sessions: dict[JID, domish.Element | None] = {jid: presence}  # full JID -> presence
+
+    @property
+    def jid(self) -> JID:
+        return next(reversed(self.sessions))
+
+    @property
+    def presence(self) -> domish.Element | None:
+        return self.sessions[self.jid]
+
+    @presence.setter
+    def presence(self, stanza: domish.Element | None) -> None:
+        self.sessions[self.jid] = stanza
+
+    def active(self, jid: JID, stanza: domish.Element | None) -> None:
+        """``jid`` sent ``stanza``: it becomes the occupant's current session."""
+        self.sessions.pop(jid, None)
+        self.sessions[jid] = stanza
 
     @property
     def bare(self) -> str:
@@ -115,7 +136,14 @@ class Room:
         return self.affiliations.get(bare, ("none", ""))[0]
 
     def occupant_of(self, jid: JID) -> Occupant | None:
-        return next((o for o in self.occupants.values() if o.jid == jid), None)
+        return next((o for o in self.occupants.values() if jid in o.sessions), None)
+
+    def send_to(self, occupant: Occupant, stanza: domish.Element) -> None:
+        """To every session of the occupant (§7.2 multi-session nicks)."""
+        for jid in list(occupant.sessions):
+            copy = clone(stanza)
+            copy["to"] = jid.full()
+            self.plugin.send(copy)
 
     def is_occupant(self, jid: JID) -> bool:
         return self.occupant_of(jid) is not None
@@ -145,8 +173,8 @@ class Room:
         occupant = self.occupant_of(event.sender)
         kind = event.type
         if kind in ("unavailable", "error"):
-            if occupant is not None:
-                self.leave(occupant, event.stanza)  # §7.14; an error: its client is gone
+            if occupant is not None:  # §7.14; an error: its client is gone
+                self.leave_session(occupant, event.sender, event.stanza)
             return
         if kind is not None:
             return  # subscriptions mean nothing to a room
@@ -158,7 +186,7 @@ class Room:
         elif nick != occupant.nick:
             self.change_nick(occupant, nick, event.stanza)
         else:
-            occupant.presence = event.stanza  # §7.7: a status change
+            occupant.active(event.sender, event.stanza)  # §7.7: a status change
             self.broadcast_presence(occupant, reflect=event.stanza.getAttribute("id"))
 
     def enter(self, event: StanzaEvent, nick: str) -> None:
@@ -168,11 +196,13 @@ class Room:
             raise StanzaError("item-not-found")  # §10.1.1: locked until configured
         if affiliation == "outcast":
             raise StanzaError("forbidden")  # §7.2.8: banned
-        if nick in self.occupants:
-            raise StanzaError("conflict")  # §7.2.9: the nick is in use
+        same = self.occupants.get(nick)
+        if same is not None and same.bare != bare:
+            raise StanzaError("conflict")  # §7.2.9: the nick is in use by someone else
         if self.config.members_only and affiliation == "none":
             raise StanzaError("registration-required")  # §7.2.7: members only
-        if len(self.occupants) >= self.config.max_users and affiliation not in ("owner", "admin"):
+        full = len(self.occupants) >= self.config.max_users
+        if same is None and full and affiliation not in ("owner", "admin"):
             raise StanzaError("service-unavailable")  # §7.2.10: the room is full
         joining = child(event.stanza, NS_MUC, "x")
         if self.config.password_protected and affiliation != "owner":
@@ -180,15 +210,23 @@ class Room:
             if given is None or str(given) != self.config.password:
                 raise StanzaError("not-authorized")  # §7.2.6: a wrong or no password
         created = self.locked and not self.occupants
-        occupant = Occupant(nick, event.sender, self.default_role(affiliation), event.stanza)
+        codes = ["100"] if self.config.whois == "anyone" else []  # §7.2.4 non-anonymous
+        if same is not None:
+            # §7.2 multi-session nick (Prosody, ejabberd): another session of the same
+            # user joins the occupant; it gets the room like a newcomer, the others its
+            # (now current) presence
+            occupant = same
+            occupant.active(event.sender, event.stanza)
+        else:
+            occupant = Occupant(nick, event.sender, self.default_role(affiliation), event.stanza)
+            if created:
+                codes.append("201")  # §10.1.2: a new room, locked until configured
         # §7.2.3: first the others' presence to the newcomer, then its own to all
         for other in self.occupants.values():
-            self.plugin.send(self.presence_of(other, occupant))
+            if other is not occupant:
+                self.plugin.send(self.presence_of(other, occupant))
         self.occupants[nick] = occupant
-        self.plugin.occupancy(occupant.jid, self.name, True)
-        codes = ["100"] if self.config.whois == "anyone" else []  # §7.2.4 non-anonymous
-        if created:
-            codes.append("201")  # §10.1.2: a new room, locked until configured
+        self.plugin.occupancy(event.sender, self.name, True)
         self.broadcast_presence(occupant, self_codes=codes, reflect=event.stanza.getAttribute("id"))
         self.replay_history(occupant, joining)  # §7.2.15
         subject = domish.Element((NS_CLIENT, "message"))  # §7.2.16: always, maybe empty
@@ -202,6 +240,11 @@ class Room:
         self.plugin.send(subject)
 
     def change_nick(self, occupant: Occupant, nick: str, stanza: domish.Element) -> None:
+        if len(occupant.sessions) > 1:
+            # §7.6 with a multi-session nick: the other sessions did not ask for it, so
+            # it is refused while they share the nick (Prosody's muc.lib.lua would split
+            # this session off to the new nick instead)
+            raise StanzaError("not-acceptable")
         if nick in self.occupants:
             raise StanzaError("conflict")  # §7.6: the new nick is in use
         # §7.6: unavailable with 303 and the new nick, then available under the new one
@@ -230,15 +273,36 @@ class Room:
             occupant, "unavailable", codes=codes, reflect=own_id, actor=actor, reason=reason
         )
         self.occupants.pop(occupant.nick, None)
-        self.plugin.occupancy(occupant.jid, self.name, False)
+        for jid in occupant.sessions:
+            self.plugin.occupancy(jid, self.name, False)
         if not self.occupants and (self.locked or not self.config.persistent):
             self.plugin.room_gone(self)  # §10.1.1 and §9: a temporary room dies empty
+
+    def leave_session(
+        self, occupant: Occupant, jid: JID, stanza: domish.Element | None = None
+    ) -> None:
+        """§7.14 for one session: the occupant leaves with its last session; an earlier
+        one gets only its own unavailable self-presence (110) and the others see the
+        occupant's presence as the remaining current session has it."""
+        if len(occupant.sessions) == 1:
+            self.leave(occupant, stanza)
+            return
+        was_current = occupant.jid == jid
+        del occupant.sessions[jid]
+        own = self.presence_of(occupant, occupant, "unavailable")
+        own["to"] = jid.full()
+        if stanza is not None and stanza.getAttribute("id"):
+            own["id"] = stanza["id"]
+        self.plugin.send(own)
+        self.plugin.occupancy(jid, self.name, False)
+        if was_current:
+            self.broadcast_presence(occupant)  # the occupant now shows another session
 
     def gone(self, jid: JID) -> None:
         """The occupant's session went unavailable or ended."""
         occupant = self.occupant_of(jid)
         if occupant is not None:
-            self.leave(occupant)
+            self.leave_session(occupant, jid)
 
     def presence_of(
         self,
@@ -289,12 +353,15 @@ class Room:
     ) -> None:
         for viewer in list(self.occupants.values()):
             if viewer is not occupant:
-                self.plugin.send(self.presence_of(occupant, viewer, kind, codes, **item))
+                self.send_to(viewer, self.presence_of(occupant, viewer, kind, codes, **item))
         mine = [*(codes or ()), *(self_codes or ())]
         own = self.presence_of(occupant, occupant, kind, mine, **item)
-        if reflect:
-            own["id"] = reflect  # §7.2.3: the self-presence reflects the client's id
-        self.plugin.send(own)
+        for jid in list(occupant.sessions):
+            copy = clone(own)
+            copy["to"] = jid.full()
+            if reflect and jid == occupant.jid:
+                copy["id"] = reflect  # §7.2.3: the self-presence reflects the client's id
+            self.plugin.send(copy)
 
     # -- history (§7.2.15) -------------------------------------------------------------
 
@@ -373,9 +440,10 @@ class Room:
         if subject is None or child(event.stanza, NS_CLIENT, "body") is not None:
             self.remember(out)
         for occupant in list(self.occupants.values()):
-            copy = clone(out)
-            copy["to"] = occupant.jid.full()
-            self.deliver_unless_blocked(copy, occupant, sender)
+            for jid in list(occupant.sessions):  # every session of a multi-session nick
+                copy = clone(out)
+                copy["to"] = jid.full()
+                self.deliver_unless_blocked(copy, occupant, sender)
 
     def deliver_unless_blocked(
         self, stanza: domish.Element, to: Occupant, sender: Occupant
@@ -399,11 +467,10 @@ class Room:
             raise StanzaError("item-not-found")  # §7.5: no such occupant
         out = clone(event.stanza)
         out["from"] = self.plugin.room_jid(self.name, sender.nick).full()
-        out["to"] = target.jid.full()
         if child(out, NS_USER, "x") is None:
             out.addElement((NS_USER, "x"))  # §7.5: marks it as from a room occupant
         out.addElement((NS_OCCUPANT_ID, "occupant-id"))["id"] = self.occupant_id(sender.bare)
-        self.plugin.send(out)
+        self.send_to(target, out)  # §7.5: to every session of the nick
 
     def invitation(self, event: StanzaEvent, sender: Occupant | None, user: domish.Element) -> None:
         """§7.8.2 mediated invitations and §7.8.2 declines (XEP-0249 direct ones go
@@ -460,8 +527,10 @@ class Room:
         from plugins.muc import admin, config
 
         payload = event.stanza.firstChildElement()
-        if event.to.resource is not None or payload is None:
-            raise StanzaError("service-unavailable")  # no IQs to occupants through us
+        if event.to.resource is not None:
+            return self.relay_iq(event)
+        if payload is None:
+            raise StanzaError("service-unavailable")
         what = (event.type, payload.uri, payload.name)
         if what == ("get", NS_DISCO_INFO, "query"):
             return event.result(config.room_info(self, payload.getAttribute("node")))
@@ -473,6 +542,24 @@ class Room:
         if payload.uri == NS_OWNER and payload.name == "query":
             return admin.owner_iq(self, event, payload)
         raise StanzaError("service-unavailable")
+
+    def relay_iq(self, event: StanzaEvent) -> None:
+        """An IQ get/set to ``room/nick`` goes to that occupant's current session from
+        ``room/sender-nick`` under an id of ours; its answer comes back through
+        :meth:`Muc.relay_answer`. XEP-0045 leaves IQs to occupants to the service; the
+        errors are §7.5's for private messages, as in Prosody's ``handle_iq_to_occupant``
+        (muc.lib.lua), which relays them the same way."""
+        sender = self.occupant_of(event.sender)
+        if sender is None:
+            raise StanzaError("not-acceptable")  # only occupants, as for §7.5
+        target = self.occupants.get(event.to.resource or "")
+        if target is None:
+            raise StanzaError("item-not-found")  # §7.5: no such occupant
+        out = clone(event.stanza)
+        out["from"] = self.plugin.room_jid(self.name, sender.nick).full()
+        out["to"] = target.jid.full()
+        out["id"] = self.plugin.pending_iq(event, target.jid, self.name, target.nick)
+        self.plugin.send(out)
 
     # -- storage and end -------------------------------------------------------------
 
@@ -511,8 +598,9 @@ class Room:
                 destroy.addElement("reason", content=reason)
             occupant_id = presence.addElement((NS_OCCUPANT_ID, "occupant-id"))  # XEP-0421 §4
             occupant_id["id"] = self.occupant_id(occupant.bare)
-            self.plugin.send(presence)
-            self.plugin.occupancy(occupant.jid, self.name, False)
+            self.send_to(occupant, presence)
+            for jid in occupant.sessions:
+                self.plugin.occupancy(jid, self.name, False)
         self.occupants.clear()
         self.plugin.room_gone(self)
         self.forget()

@@ -185,3 +185,54 @@ def test_persistent_room_survives_a_restart(server: XmppServer) -> None:
     server.stop()
     server.start()
     run(after())
+
+
+def test_two_sessions_one_nick_and_iq_to_an_occupant(server: XmppServer) -> None:
+    """§7.2 multi-session nick: bob's laptop and phone both join as Bob; groupchat and
+    private messages reach both; the phone leaving does not take Bob out; a kick
+    (§8.2) removes both with 307. An IQ to ``room/Bob`` (disco#info, answered by
+    slixmpp's xep_0030) is relayed and answered from ``room/Bob``."""
+    room = f"shared@{MUC}"
+
+    async def scenario() -> None:
+        async with (
+            session(server, "alice", plugins=PLUGINS) as alice,
+            session(server, "bob", resource="laptop", plugins=PLUGINS) as laptop,
+            session(server, "bob", resource="phone", plugins=PLUGINS) as phone,
+        ):
+            record_room(alice, laptop, phone)
+            await create(alice, room, "Alice")
+            await laptop.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+            presence, *_ = await phone.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+            assert 110 in {int(c) for c in presence["muc"]["status_codes"]}
+            alice.send_message(mto=room, mbody="to all", mtype="groupchat")
+            alice.send_message(mto=f"{room}/Bob", mbody="to bob", mtype="chat")
+            for client in (laptop, phone):
+                await client.expect("message", lambda m: m["body"] == "to all")
+                pm = await client.expect("message", lambda m: m["body"] == "to bob")
+                assert str(pm["from"]) == f"{room}/Alice"
+            info = await alice.plugin["xep_0030"].get_info(jid=f"{room}/Bob", timeout=10)
+            assert str(info["from"]) == f"{room}/Bob"
+            assert "client" in [i[0] for i in info["disco_info"]["identities"]]
+            phone.plugin["xep_0045"].leave_muc(room, "Bob")
+            await phone.expect(
+                "groupchat_presence",
+                lambda p: p["type"] == "unavailable" and 110 in p["muc"]["status_codes"],
+            )
+            laptop.send_message(mto=room, mbody="still here", mtype="groupchat")
+            await alice.expect("message", lambda m: m["body"] == "still here")
+            assert not [
+                p
+                for p in alice.seen("groupchat_presence")
+                if p["type"] == "unavailable" and p["from"].resource == "Bob"
+            ]
+            await phone.plugin["xep_0045"].join_muc_wait(room, "Bob", timeout=10)
+            await alice.plugin["xep_0045"].set_role(room, "Bob", "none", timeout=10)
+            for client in (laptop, phone):
+                kicked = await client.expect(
+                    "groupchat_presence",
+                    lambda p: p["type"] == "unavailable" and 307 in p["muc"]["status_codes"],
+                )
+                assert 110 in {int(c) for c in kicked["muc"]["status_codes"]}
+
+    run(scenario())

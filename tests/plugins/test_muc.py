@@ -649,8 +649,7 @@ def test_history_since(tmp_path):
 @pytest_twisted.inlineCallbacks
 def test_locked_room_and_iq_to_occupant(tmp_path):
     """§7.2.11: a locked room is item-not-found to all but its creator, for messages
-    and IQs too; an IQ to an occupant is not relayed (service-unavailable); leaving a
-    room that does not exist says nothing."""
+    and IQs too; leaving a room that does not exist says nothing."""
     h = yield start(tmp_path)
     try:
         alice = yield h.login("alice")
@@ -660,10 +659,124 @@ def test_locked_room_and_iq_to_occupant(tmp_path):
         assert condition(of_kind(bob, "message")[0]) == "item-not-found"
         yield iq(h, bob, "get", ROOM, f"<query xmlns='{NS_INFO}'/>")
         assert condition(reply(bob)) == "item-not-found"
-        yield iq(h, alice, "get", f"{ROOM}/alice", "<vCard xmlns='vcard-temp'/>")
-        assert condition(reply(alice)) == "service-unavailable"
         yield h.send(bob, f"<presence type='unavailable' to='nowhere@{MUC}/bob'/>")
         assert bob.take() == []
+    finally:
+        yield h.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_multi_session_nick(tmp_path):
+    """§7.2 multi-session nicks (as Prosody, ejabberd): a second session of the same
+    user joins the occupant (another user still gets conflict, §7.2.9); both get the
+    room's presences, groupchat and private messages; a nick change is not-acceptable
+    while sessions share the nick; an earlier session leaving gets only its own 110;
+    a kick (§8.2) removes every session with 307; the occupant leaves with its last."""
+    h = yield start(tmp_path)
+    try:
+        alice = yield h.login("alice")
+        bob = yield h.login("bob")
+        phone = yield h.login("bob", resource="phone")
+        carol = yield h.login("carol")
+        yield create(h, alice, "alice")
+        yield join(h, bob, "bob")
+        yield join(h, carol, "carol")
+        bob.take(), alice.take(), carol.take()
+        yield join(h, alice, "bob")
+        assert condition(of_kind(alice, "presence")[0]) == "conflict"  # someone else
+        yield join(h, phone, "bob")
+        got = phone.take()
+        assert [s.name for s in got] == ["presence", "presence", "presence", "message"]
+        assert [p["from"] for p in got[:3]] == [f"{ROOM}/alice", f"{ROOM}/carol", f"{ROOM}/bob"]
+        assert codes(got[2]) == {"110"} and got[3].firstChildElement().name == "subject"
+        [shown] = of_kind(alice, "presence")  # a moderator sees the now current session
+        assert shown["from"] == f"{ROOM}/bob" and item(shown)["jid"] == phone.jid
+        [again] = of_kind(bob, "presence")
+        assert codes(again) == {"110"}
+        [seen] = of_kind(carol, "presence")  # one occupant, still one nick
+        assert seen["from"] == f"{ROOM}/bob" and seen.getAttribute("type") is None
+        assert occupant_id(seen) == occupant_id(again)
+        yield h.send(carol, f"<message type='groupchat' to='{ROOM}'><body>all</body></message>")
+        yield h.send(carol, f"<message type='chat' to='{ROOM}/bob'><body>pm</body></message>")
+        for session in (bob, phone):
+            bodies = [str(next(m.elements("jabber:client", "body"))) for m in session.take()]
+            assert bodies == ["all", "pm"]
+        yield h.send(bob, f"<presence to='{ROOM}/robert'/>")
+        assert condition(of_kind(bob, "presence")[0]) == "not-acceptable"
+        carol.take(), phone.take()
+        yield h.send(phone, f"<presence type='unavailable' to='{ROOM}/bob' id='bye'/>")
+        [bye] = of_kind(phone, "presence")
+        assert bye["type"] == "unavailable" and codes(bye) == {"110"} and bye["id"] == "bye"
+        seen = of_kind(carol, "presence")  # bob is still in, as his other session shows
+        assert seen and all(p.getAttribute("type") is None for p in seen)
+        assert item(seen[-1])["role"] == "participant"
+        yield h.send(carol, f"<message type='chat' to='{ROOM}/bob'><body>2</body></message>")
+        assert of_kind(phone, "message") == [] and len(of_kind(bob, "message")) == 1
+        yield join(h, phone, "bob")
+        bob.take(), phone.take(), carol.take()
+        kick = f"<query xmlns='{NS_ADMIN}'><item nick='bob' role='none'/></query>"
+        yield iq(h, alice, "set", ROOM, kick)
+        assert reply(alice)["type"] == "result"
+        for session in (bob, phone):
+            [kicked] = of_kind(session, "presence")
+            assert kicked["type"] == "unavailable" and codes(kicked) == {"307", "110"}
+        [seen] = of_kind(carol, "presence")
+        assert seen["type"] == "unavailable" and codes(seen) == {"307"}
+        yield h.send(carol, f"<message type='chat' to='{ROOM}/bob'><body>3</body></message>")
+        assert condition(of_kind(carol, "message")[0]) == "item-not-found"
+        assert bob.take() == [] and phone.take() == []
+    finally:
+        yield h.stop()
+
+
+@pytest_twisted.inlineCallbacks
+def test_iq_relayed_between_occupants(tmp_path):
+    """IQs to ``room/nick`` (XEP-0045, as Prosody relays them): from ``room/asker`` to
+    the target's real JID under another id; the answer goes back from
+    ``room/target`` with the asker's id; an answer nobody waits for is dropped. A
+    non-occupant gets not-acceptable, an absent nick item-not-found."""
+    h = yield start(tmp_path)
+    try:
+        alice = yield h.login("alice")
+        bob = yield h.login("bob")
+        carol = yield h.login("carol")
+        yield create(h, alice, "alice")
+        yield join(h, bob, "bob")
+        alice.take(), bob.take()
+        yield iq(h, alice, "get", f"{ROOM}/bob", "<vCard xmlns='vcard-temp'/>", "v1")
+        [asked] = bob.take()
+        assert asked["from"] == f"{ROOM}/alice" and asked["to"] == bob.jid
+        assert asked["type"] == "get" and asked["id"] != "v1"
+        assert asked.firstChildElement().uri == "vcard-temp"
+        yield h.send(carol, f"<iq type='result' to='{ROOM}/alice' id='{asked['id']}'/>")
+        assert alice.take() == [] and carol.take() == []  # not from whom we asked
+        yield h.send(
+            bob,
+            f"<iq type='result' to='{ROOM}/alice' id='{asked['id']}'>"
+            "<vCard xmlns='vcard-temp'><FN>Bob</FN></vCard></iq>",
+        )
+        answer = reply(alice, "v1")
+        assert answer["type"] == "result" and answer["from"] == f"{ROOM}/bob"
+        assert answer["to"] == alice.jid and answer.firstChildElement().name == "vCard"
+        yield h.send(bob, f"<iq type='result' to='{ROOM}/alice' id='{asked['id']}'/>")
+        assert alice.take() == [] and bob.take() == []  # answered already: dropped
+        yield iq(h, bob, "set", f"{ROOM}/alice", "<query xmlns='urn:example'/>", "s1")
+        [asked] = alice.take()
+        yield h.send(
+            alice,
+            f"<iq type='error' to='{ROOM}/bob' id='{asked['id']}'>"
+            f"<error type='cancel'><feature-not-implemented xmlns='{STANZAS}'/></error></iq>",
+        )
+        assert condition(reply(bob, "s1")) == "feature-not-implemented"
+        yield iq(h, carol, "get", f"{ROOM}/bob", "<vCard xmlns='vcard-temp'/>")
+        assert condition(reply(carol)) == "not-acceptable"
+        yield iq(h, alice, "get", f"{ROOM}/nobody", "<vCard xmlns='vcard-temp'/>")
+        assert condition(reply(alice)) == "item-not-found"
+        yield iq(h, alice, "get", f"{ROOM}/bob", "<vCard xmlns='vcard-temp'/>", "late")
+        [asked] = bob.take()
+        h.clock.advance(121)  # no answer in time: forgotten
+        yield h.send(bob, f"<iq type='result' to='{ROOM}/alice' id='{asked['id']}'/>")
+        assert alice.take() == []
     finally:
         yield h.stop()
 
