@@ -21,6 +21,16 @@ def clone(element: domish.Element) -> domish.Element:
     return copy
 
 
+def first_child(
+    element: domish.Element, uri: str, name: str | None = None
+) -> domish.Element | None:
+    """The first child element in namespace ``uri`` (named ``name``, if given)."""
+    for child in element.elements():
+        if child.uri == uri and (name is None or child.name == name):
+            return child
+    return None
+
+
 @lru_cache(maxsize=16384)
 def parse_jid(text: str) -> JID:
     """``JID(text)``, remembered: stringprep (RFC 6122) is the costliest step of

@@ -34,7 +34,7 @@ from twisted.words.xish import domish
 from xmppd.plugin import Plugin, PluginContext, Priority, StanzaError, hook, iq_set
 from xmppd.router import NS_CLIENT, StanzaEvent, message_recipients
 from xmppd.sessions import Session
-from xmppd.stanza import bare_jid, clone
+from xmppd.stanza import bare_jid, clone, first_child
 
 NS_CARBONS = "urn:xmpp:carbons:2"
 NS_CARBONS_RULES = "urn:xmpp:carbons:rules:0"
@@ -49,27 +49,23 @@ IM_PAYLOADS = frozenset(
 )
 
 
-def child(stanza: domish.Element, uri: str, name: str | None = None) -> domish.Element | None:
-    return next((c for c in stanza.elements() if c.uri == uri and name in (None, c.name)), None)
-
-
 def eligible(stanza: domish.Element, outgoing: bool) -> bool:
     """§6 (urn:xmpp:carbons:rules:0): is this message copied to other resources?"""
     kind = stanza.getAttribute("type", "normal")
-    if child(stanza, NS_CARBONS, "private") or child(stanza, NS_HINTS, "no-copy"):
+    if first_child(stanza, NS_CARBONS, "private") or first_child(stanza, NS_HINTS, "no-copy"):
         return False  # §9; XEP-0334 §4.3
     if kind == "groupchat":
         return False  # §6: "A message of type groupchat SHOULD NOT be carbon-copied"
-    muc_user = child(stanza, NS_MUC_USER, "x")
-    if muc_user is not None and child(muc_user, NS_MUC_USER, "invite"):
+    muc_user = first_child(stanza, NS_MUC_USER, "x")
+    if muc_user is not None and first_child(muc_user, NS_MUC_USER, "invite"):
         return True  # §6: a mediated invitation SHOULD be copied
     if muc_user is not None and not outgoing:
         return False  # §6: a private message from a MUC occupant SHOULD NOT be copied
-    if child(stanza, NS_CONFERENCE, "x"):
+    if first_child(stanza, NS_CONFERENCE, "x"):
         return True  # §6: a direct invitation (XEP-0249) SHOULD be copied
     if kind == "chat":
         return True
-    if kind == "normal" and child(stanza, NS_CLIENT, "body"):
+    if kind == "normal" and first_child(stanza, NS_CLIENT, "body"):
         return True
     if any(c.uri in IM_PAYLOADS for c in stanza.elements()):
         return True
@@ -117,7 +113,7 @@ class Carbons(Plugin):
     )
     def refuse_forged(self, event: StanzaEvent) -> None:
         for name in ("sent", "received"):
-            if child(event.stanza, NS_CARBONS, name) is not None:
+            if first_child(event.stanza, NS_CARBONS, name) is not None:
                 raise StanzaError("not-allowed", text="only the server sends carbons")
 
     # -- copies ------------------------------------------------------------------
@@ -143,7 +139,7 @@ class Carbons(Plugin):
     def copy_received(self, event: StanzaEvent) -> None:
         """§7: a message for a local account; the resources it does not reach see it."""
         stanza = event.stanza
-        private = child(stanza, NS_CARBONS, "private")
+        private = first_child(stanza, NS_CARBONS, "private")
         if private is not None:
             stanza.children.remove(private)  # §9: "SHOULD remove the <private/> element"
             return None  # §9: never copied

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from plugins.chat_api.rest import ApiError, Call
+from plugins.chat_api.rest import ApiError, Call, truthy
 from plugins.chat_api.users import fetch_many, iso, user_json
 
 if TYPE_CHECKING:
@@ -21,10 +21,6 @@ if TYPE_CHECKING:
     from plugins.dialogs.model import Dialog
 
 ID = r"([^/,]+)"
-
-
-def _true(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true")
 
 
 def dialog_json(store: Any, d: Dialog) -> dict[str, Any]:
@@ -96,7 +92,7 @@ class DialogRoutes:
             "limit": page["limit"],
             "items": [self.dialog_json(d) for d in page["items"]],
         }
-        if _true(call.params.get("count", "")):
+        if truthy(call.params.get("count", "")):
             body["items_count"] = page["total"]
         return body
 
@@ -126,7 +122,7 @@ class DialogRoutes:
         ids answer ``{SuccessfullyDeleted, NotFound, WrongPermissions}``."""
         s = await self.api.user_session(call)
         ids = [i.strip() for i in call.match[1].split(",") if i.strip()]
-        force = _true(call.params.get("force", ""))
+        force = truthy(call.params.get("force", ""))
         result = await self.api.store_call(self.store.delete, s.app_id, s.user_id, ids, force)
         if len(ids) == 1:
             if result["NotFound"]:
@@ -169,7 +165,7 @@ class DialogRoutes:
         if call.request.method == b"PUT":
             if "enabled" not in call.params:
                 raise ApiError(422, {"enabled": ["is required"]})
-            enabled = _true(call.params["enabled"])
+            enabled = truthy(call.params["enabled"])
         on = await self.api.store_call(
             self.store.notifications, s.app_id, s.user_id, call.match[1], enabled
         )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from plugins.chat_api.rest import ApiError, Call
+from plugins.chat_api.rest import ApiError, Call, truthy
 from plugins.chat_api.users import iso
 
 if TYPE_CHECKING:
@@ -104,7 +104,7 @@ class MessageRoutes:
         view, dialog = await self.api.store_call(
             self.store.create_message, s.app_id, s.user_id, params
         )
-        if _true(params.get("send_to_chat", "")):
+        if truthy(params.get("send_to_chat", "")):
             self.store.send_saved(s.app_id, view, dialog)
         view["created_at"], view["updated_at"] = iso(view["created_at"]), iso(view["updated_at"])
         return 201, view
@@ -115,7 +115,7 @@ class MessageRoutes:
         ids answer ``{SuccessfullyDeleted, NotFound, WrongPermissions}``."""
         s = await self.api.user_session(call)
         ids = [i.strip() for i in call.match[1].split(",") if i.strip()]
-        force = _true(call.params.get("force", ""))
+        force = truthy(call.params.get("force", ""))
         remove = self.store.delete_messages
         result, removed = await self.api.store_call(remove, s.app_id, s.user_id, ids, force)
         self.store.send_removed(s.app_id, s.user_id, removed)
@@ -158,7 +158,3 @@ class MessageRoutes:
         except self.store.InvalidError as e:
             raise ApiError(422, {e.field: [e.message]}) from None
         return {"messageId": message_id, "recipientId": recipient, "extensionParams": extension}
-
-
-def _true(value: Any) -> bool:
-    return str(value).strip().lower() in ("1", "true")

@@ -38,6 +38,11 @@ def no_session() -> ApiError:
     return ApiError(401, {"base": ["Required session does not exist"]})
 
 
+def truthy(value: Any) -> bool:
+    """A flag parameter (``force``, ``send_to_chat``...): ``1`` or ``true``."""
+    return str(value).strip().lower() in ("1", "true")
+
+
 def nest(pairs: list[tuple[str, str]]) -> dict[str, Any]:
     """``[("user[login]", "a"), ("ids[]", "1")]`` -> ``{"user": {"login": "a"}, "ids": ["1"]}``."""
     params: dict[str, Any] = {}

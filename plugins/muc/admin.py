@@ -8,9 +8,10 @@ from twisted.words.protocols.jabber.jid import JID, InvalidFormat
 from twisted.words.xish import domish
 
 from plugins.muc import config
-from plugins.muc.rooms import AFFILIATION_RANK, NS_ADMIN, NS_CLIENT, NS_OWNER, NS_USER, child
+from plugins.muc.rooms import AFFILIATION_RANK, NS_ADMIN, NS_CLIENT, NS_OWNER, NS_USER
 from xmppd.errors import StanzaError
 from xmppd.router import StanzaEvent
+from xmppd.stanza import first_child
 
 if TYPE_CHECKING:
     from plugins.muc.rooms import Occupant, Room
@@ -116,7 +117,7 @@ def target_of(room: Room, item: domish.Element) -> str:
 
 
 def reason_of(item: domish.Element) -> str | None:
-    reason = child(item, NS_ADMIN, "reason")
+    reason = first_child(item, NS_ADMIN, "reason")
     return str(reason) if reason is not None else None
 
 
@@ -168,12 +169,12 @@ def owner_iq(room: Room, event: StanzaEvent, query: domish.Element) -> domish.El
         result = domish.Element((NS_OWNER, "query"))
         result.addChild(config.config_form(room))
         return event.result(result)
-    destroy = child(query, NS_OWNER, "destroy")
+    destroy = first_child(query, NS_OWNER, "destroy")
     if destroy is not None:
-        reason = child(destroy, NS_OWNER, "reason")
+        reason = first_child(destroy, NS_OWNER, "reason")
         room.destroy(str(reason) if reason is not None else None, destroy.getAttribute("jid"))
         return event.result()
-    form = child(query, NS_DATA, "x")
+    form = first_child(query, NS_DATA, "x")
     if form is None:
         raise StanzaError("bad-request")
     if form.getAttribute("type") == "cancel":

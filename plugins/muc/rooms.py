@@ -25,7 +25,7 @@ from plugins.muc import store
 from plugins.muc.config import RoomConfig
 from xmppd.errors import StanzaError
 from xmppd.router import NS_CLIENT, StanzaEvent
-from xmppd.stanza import clone
+from xmppd.stanza import clone, first_child
 
 if TYPE_CHECKING:
     from plugins.muc import Muc
@@ -43,10 +43,6 @@ NS_DATA = "jabber:x:data"
 # §5.2: affiliations, highest first
 AFFILIATION_RANK = {"owner": 4, "admin": 3, "member": 2, "none": 1, "outcast": 0}
 ROLES = ("moderator", "participant", "visitor", "none")
-
-
-def child(element: domish.Element, uri: str, name: str) -> domish.Element | None:
-    return next((c for c in element.elements(uri, name)), None)
 
 
 class Occupant:
@@ -204,9 +200,9 @@ class Room:
         full = len(self.occupants) >= self.config.max_users
         if same is None and full and affiliation not in ("owner", "admin"):
             raise StanzaError("service-unavailable")  # §7.2.10: the room is full
-        joining = child(event.stanza, NS_MUC, "x")
+        joining = first_child(event.stanza, NS_MUC, "x")
         if self.config.password_protected and affiliation != "owner":
-            given = child(joining, NS_MUC, "password") if joining is not None else None
+            given = first_child(joining, NS_MUC, "password") if joining is not None else None
             if given is None or str(given) != self.config.password:
                 raise StanzaError("not-authorized")  # §7.2.6: a wrong or no password
         created = self.locked and not self.occupants
@@ -374,7 +370,7 @@ class Room:
             self.history.popleft()
 
     def replay_history(self, occupant: Occupant, joining: domish.Element | None) -> None:
-        asked = child(joining, NS_MUC, "history") if joining is not None else None
+        asked = first_child(joining, NS_MUC, "history") if joining is not None else None
         entries = list(self.history)
         if asked is not None:
             try:
@@ -414,8 +410,10 @@ class Room:
         sender = self.occupant_of(event.sender)
         if event.to.resource is not None:
             return self.private_message(event, sender, kind)
-        user = child(event.stanza, NS_USER, "x")
-        if user is not None and (child(user, NS_USER, "invite") or child(user, NS_USER, "decline")):
+        user = first_child(event.stanza, NS_USER, "x")
+        if user is not None and (
+            first_child(user, NS_USER, "invite") or first_child(user, NS_USER, "decline")
+        ):
             return self.invitation(event, sender, user)
         if sender is None:
             raise StanzaError("not-acceptable")  # §7.4: only occupants may send
@@ -423,8 +421,8 @@ class Room:
             raise StanzaError("bad-request")
         if sender.role == "visitor":
             raise StanzaError("forbidden")  # §7.4 / §8.3: no voice in a moderated room
-        subject = child(event.stanza, NS_CLIENT, "subject")
-        if subject is not None and child(event.stanza, NS_CLIENT, "body") is None:
+        subject = first_child(event.stanza, NS_CLIENT, "subject")
+        if subject is not None and first_child(event.stanza, NS_CLIENT, "body") is None:
             # §8.1: moderators, or participants if the room lets them
             if sender.role != "moderator" and not self.config.change_subject:
                 raise StanzaError("forbidden")
@@ -437,7 +435,7 @@ class Room:
             out.children.remove(extra)  # XEP-0421 §4: never a client's own
         out.addElement((NS_OCCUPANT_ID, "occupant-id"))["id"] = self.occupant_id(sender.bare)
         out.attributes.pop("to", None)
-        if subject is None or child(event.stanza, NS_CLIENT, "body") is not None:
+        if subject is None or first_child(event.stanza, NS_CLIENT, "body") is not None:
             self.remember(out)
         for occupant in list(self.occupants.values()):
             for jid in list(occupant.sessions):  # every session of a multi-session nick
@@ -467,7 +465,7 @@ class Room:
             raise StanzaError("item-not-found")  # §7.5: no such occupant
         out = clone(event.stanza)
         out["from"] = self.plugin.room_jid(self.name, sender.nick).full()
-        if child(out, NS_USER, "x") is None:
+        if first_child(out, NS_USER, "x") is None:
             out.addElement((NS_USER, "x"))  # §7.5: marks it as from a room occupant
         out.addElement((NS_OCCUPANT_ID, "occupant-id"))["id"] = self.occupant_id(sender.bare)
         self.send_to(target, out)  # §7.5: to every session of the nick
@@ -484,7 +482,7 @@ class Room:
             x = out.addElement((NS_USER, "x"))
             forwarded = x.addElement("decline")
             forwarded["from"] = event.sender.userhost()
-            reason = child(decline, NS_USER, "reason")
+            reason = first_child(decline, NS_USER, "reason")
             if reason is not None:
                 forwarded.addElement("reason", content=str(reason))
             self.plugin.send(out)
@@ -509,7 +507,7 @@ class Room:
             x = out.addElement((NS_USER, "x"))
             forwarded = x.addElement("invite")
             forwarded["from"] = sender.jid.full()
-            reason = child(invite, NS_USER, "reason")
+            reason = first_child(invite, NS_USER, "reason")
             if reason is not None:
                 forwarded.addElement("reason", content=str(reason))
             if self.config.password_protected:

@@ -43,6 +43,7 @@ from plugins.offline.stanzas import destroy_after, parse_stored, xep0082
 from plugins.offline.tables import offline_messages
 from xmppd.accounts import parse_localpart
 from xmppd.config import opt
+from xmppd.im.presence import presence_priority
 from xmppd.plugin import Plugin, PluginContext, Priority, StanzaError, hook
 from xmppd.router import StanzaEvent
 from xmppd.sessions import Session
@@ -50,15 +51,6 @@ from xmppd.sessions import Session
 NS_DELAY = "urn:xmpp:delay"
 NS_HINTS = "urn:xmpp:hints"
 NS_CHATSTATES = "http://jabber.org/protocol/chatstates"
-
-
-def presence_priority(stanza: domish.Element) -> int:
-    """RFC 6121 §4.7.2.3: the <priority/> child, 0 when absent or malformed."""
-    element = next(stanza.elements("jabber:client", "priority"), None)
-    try:
-        return int(str(element)) if element is not None else 0
-    except ValueError:
-        return 0
 
 
 def storable(stanza: domish.Element) -> bool:

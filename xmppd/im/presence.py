@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from xmppd.service import Server
 
 
-def _priority(stanza: domish.Element) -> int:
+def presence_priority(stanza: domish.Element) -> int:
     """RFC 6121 §4.7.2.3: an integer in -128..127; anything else counts as 0."""
     for child in stanza.elements(stanza.uri, "priority"):
         try:
@@ -54,7 +54,7 @@ class Presence:
         if kind is None:
             initial = not session.available
             session.available = True
-            session.priority = _priority(stanza)
+            session.priority = presence_priority(stanza)
             session.presence = stanza
             self._to_subscribers_and_self(session, stanza)
             if initial:
